@@ -1,0 +1,123 @@
+package approval
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+)
+
+// CredentialKind names what an issuer mints.
+type CredentialKind string
+
+// Credential kinds.
+const (
+	// KindJWT is a JWT signed by the broker's local key.
+	KindJWT CredentialKind = "jwt"
+	// KindVaultToken is a Vault token created from a token role.
+	KindVaultToken CredentialKind = "vault_token"
+)
+
+// Recipe says what to mint for an entitlement. Exactly one kind is set.
+type Recipe struct {
+	// Kind selects the issuer.
+	Kind CredentialKind
+	// Audience is the JWT "aud" claim (KindJWT).
+	Audience []string
+	// Role is the Vault token role: auth/token/create/<Role> (KindVaultToken).
+	Role string
+}
+
+// Mode is how requests for an entitlement are approved.
+type Mode string
+
+// Approval modes.
+const (
+	// ModeAuto approves every eligible request, subject to an optional condition.
+	ModeAuto Mode = "auto"
+	// ModeApprovers needs people to approve (not yet supported).
+	ModeApprovers Mode = "approvers"
+)
+
+// Facts are what a condition sees about one request.
+type Facts struct {
+	// Principal is the beneficiary of the grant.
+	Principal Principal
+	// Entitlement is the entitlement's name.
+	Entitlement string
+	// TTL is the effective TTL of the grant.
+	TTL time.Duration
+	// Now is the decision time.
+	Now time.Time
+}
+
+// Condition is a compiled policy condition (a CEL expression in the policy file).
+type Condition interface {
+	// Eval reports whether the condition holds for f.
+	Eval(ctx context.Context, f Facts) (bool, error)
+	// String returns the source expression.
+	String() string
+}
+
+// Entitlement is a named, owned thing that can be granted.
+type Entitlement struct {
+	// Name is unique within the policy.
+	Name string
+	// Owner is who answers for the entitlement (a team or person).
+	Owner string
+	// Purpose says why it exists.
+	Purpose string
+	// Recipe is what gets minted.
+	Recipe Recipe
+	// MaxTTL is the longest a credential may live.
+	MaxTTL time.Duration
+	// Requesters are the eligibility rules, in policy order.
+	Requesters []Requester
+	// Mode is how requests are approved.
+	Mode Mode
+	// Condition, if set, must hold for an auto approval.
+	Condition Condition
+}
+
+// Policy is the set of entitlements in force.
+type Policy struct {
+	// Source names where the policy came from (a file path), for messages.
+	Source string
+	// TrustDomain is the only trust domain requesters may come from.
+	TrustDomain string
+	// Entitlements by name.
+	Entitlements map[string]*Entitlement
+}
+
+// Names returns the entitlement names, sorted.
+func (p *Policy) Names() []string {
+	names := make([]string, 0, len(p.Entitlements))
+	for n := range p.Entitlements {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Lookup returns the named entitlement or ErrUnknownEntitlement.
+func (p *Policy) Lookup(name string) (*Entitlement, error) {
+	if p == nil {
+		return nil, fmt.Errorf("no policy loaded: %w", ErrUnknownEntitlement)
+	}
+	e, ok := p.Entitlements[name]
+	if !ok {
+		return nil, fmt.Errorf("entitlement %q: %w", name, ErrUnknownEntitlement)
+	}
+	return e, nil
+}
+
+// Eligible returns the first requester rule that covers principal, as a
+// reference ("entitlements.demo.requesters[0]") for the ledger.
+func (e *Entitlement) Eligible(principal Principal) (rule string, ok bool) {
+	for i, r := range e.Requesters {
+		if r.Matches(principal) {
+			return fmt.Sprintf("entitlements.%s.requesters[%d]", e.Name, i), true
+		}
+	}
+	return "", false
+}
