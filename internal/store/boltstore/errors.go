@@ -1,0 +1,17 @@
+package boltstore
+
+import "errors"
+
+// ErrInUse is returned by Open when another process (usually another writd)
+// holds the database's file lock for longer than Options.Timeout. A writer
+// holds an exclusive lock; read-only opens share a lock with each other but
+// not with a writer.
+var ErrInUse = errors.New("data dir is in use by another writd?")
+
+// ErrInsecurePermissions is returned by Open when the existing database file
+// is readable or writable by its group or by others. Fix it with chmod 600.
+var ErrInsecurePermissions = errors.New("database file is accessible to group or others")
+
+// ErrUnsupportedSchema is returned by Open when the database was written by
+// a newer Writ whose schema version this one does not know.
+var ErrUnsupportedSchema = errors.New("unsupported database schema version")
