@@ -1,0 +1,235 @@
+package policy
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/writ-dev/writ/approval"
+)
+
+// MaxTTLLimit is the longest max_ttl a policy may give an entitlement.
+const MaxTTLLimit = 24 * time.Hour
+
+var (
+	nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+	roleRE = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,128}$`)
+)
+
+var (
+	entitlementFields = []string{"name", "owner", "purpose", "max_ttl", "requesters", "issuer", "approval"}
+	issuerFields      = []string{string(approval.KindJWT), string(approval.KindVaultToken)}
+	approvalFields    = []string{"mode", "condition"}
+)
+
+// modeBreakGlass is recognised so that a policy written for a later version
+// gets a "not supported yet" message rather than "unknown mode".
+const modeBreakGlass approval.Mode = "break_glass"
+
+// knownModes are every approval mode the format defines; supportedModes are
+// those this version can decide.
+var (
+	knownModes     = []approval.Mode{approval.ModeAuto, approval.ModeApprovers, modeBreakGlass}
+	supportedModes = []approval.Mode{approval.ModeAuto}
+)
+
+// entitlement decodes one entry of the entitlements list. It returns nil if
+// the entry has no usable name; nameNode locates the name for duplicate
+// reports.
+func (d *decoder) entitlement(n *yaml.Node, path, trustDomain string, tdOK bool) (e *approval.Entitlement, nameNode *yaml.Node) {
+	fields, ok := d.mapping(n, path, entitlementFields, entitlementFields)
+	if !ok {
+		return nil, nil
+	}
+	e = &approval.Entitlement{}
+	nameOK := false
+	if f, ok := fields["name"]; ok {
+		nameNode = f.val
+		if s, ok := d.str(f.val, join(path, "name")); ok {
+			if nameRE.MatchString(s) {
+				e.Name, nameOK = s, true
+			} else {
+				d.errorf(f.val, join(path, "name"), "%q is not a valid name (1-63 of a-z, 0-9, '-', '_' and '.', starting with a letter or digit)", s)
+			}
+		}
+	}
+	if f, ok := fields["owner"]; ok {
+		e.Owner, _ = d.str(f.val, join(path, "owner"))
+	}
+	if f, ok := fields["purpose"]; ok {
+		e.Purpose, _ = d.str(f.val, join(path, "purpose"))
+	}
+	if f, ok := fields["max_ttl"]; ok {
+		e.MaxTTL = d.maxTTL(f.val, join(path, "max_ttl"))
+	}
+	if f, ok := fields["requesters"]; ok {
+		e.Requesters = d.requesters(f.val, join(path, "requesters"), trustDomain, tdOK)
+	}
+	if f, ok := fields["issuer"]; ok {
+		e.Recipe = d.issuer(f.val, join(path, "issuer"))
+	}
+	if f, ok := fields["approval"]; ok {
+		e.Mode, e.Condition = d.approval(f.val, join(path, "approval"))
+	}
+	if !nameOK {
+		return nil, nil
+	}
+	return e, nameNode
+}
+
+// maxTTL decodes a duration in (0, MaxTTLLimit].
+func (d *decoder) maxTTL(n *yaml.Node, path string) time.Duration {
+	if !d.kind(n, path, yaml.ScalarNode, "a duration such as 15m") {
+		return 0
+	}
+	ttl, err := time.ParseDuration(n.Value)
+	switch {
+	case err != nil:
+		d.errorf(n, path, "%q is not a duration (use e.g. 90s, 15m, 2h)", n.Value)
+	case ttl <= 0:
+		d.errorf(n, path, "%q must be greater than zero", n.Value)
+	case ttl > MaxTTLLimit:
+		d.errorf(n, path, "%q is above the limit of 24h; ask for shorter credentials and request again", n.Value)
+	}
+	return ttl
+}
+
+// requesters decodes the eligibility rules. When the policy's trust domain
+// is itself invalid, patterns are checked against their own trust domain so
+// that the one mistake is not reported once per requester.
+func (d *decoder) requesters(n *yaml.Node, path, trustDomain string, tdOK bool) []approval.Requester {
+	items, _ := d.list(n, path, "at least one requester (a SPIFFE ID or a \"/*\" prefix) is required")
+	var out []approval.Requester
+	seen := map[string]int{}
+	for i, item := range items {
+		p := index(path, i)
+		s, ok := d.str(item, p)
+		if !ok {
+			continue
+		}
+		if first, dup := seen[s]; dup {
+			d.errorf(item, p, "%q is listed twice (also %s)", s, index(path, first))
+			continue
+		}
+		seen[s] = i
+		td := trustDomain
+		if !tdOK {
+			td = approval.Principal(strings.TrimSuffix(s, "/*")).TrustDomain()
+		}
+		r, err := approval.ParseRequester(s, td)
+		if err != nil {
+			d.errorf(item, p, "%s", trimSentinel(err))
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// issuer decodes the recipe: exactly one of jwt or vault_token.
+func (d *decoder) issuer(n *yaml.Node, path string) approval.Recipe {
+	fields, ok := d.mapping(n, path, issuerFields, nil)
+	if !ok {
+		return approval.Recipe{}
+	}
+	switch len(fields) {
+	case 0:
+		d.errorf(n, path, "set exactly one of jwt or vault_token")
+		return approval.Recipe{}
+	case 1:
+	default:
+		d.errorf(n, path, "set only one of jwt or vault_token, not both")
+		return approval.Recipe{}
+	}
+	if f, ok := fields[string(approval.KindJWT)]; ok {
+		p := join(path, string(approval.KindJWT))
+		r := approval.Recipe{Kind: approval.KindJWT}
+		jf, ok := d.mapping(f.val, p, []string{"audience"}, []string{"audience"})
+		if !ok {
+			return r
+		}
+		if a, ok := jf["audience"]; ok {
+			ap := join(p, "audience")
+			items, _ := d.list(a.val, ap, "at least one audience is required")
+			for i, item := range items {
+				if s, ok := d.str(item, index(ap, i)); ok {
+					r.Audience = append(r.Audience, s)
+				}
+			}
+		}
+		return r
+	}
+	f := fields[string(approval.KindVaultToken)]
+	p := join(path, string(approval.KindVaultToken))
+	r := approval.Recipe{Kind: approval.KindVaultToken}
+	vf, ok := d.mapping(f.val, p, []string{"role"}, []string{"role"})
+	if !ok {
+		return r
+	}
+	if rf, ok := vf["role"]; ok {
+		rp := join(p, "role")
+		if s, ok := d.str(rf.val, rp); ok {
+			if roleRE.MatchString(s) {
+				r.Role = s
+			} else {
+				d.errorf(rf.val, rp, "%q is not a valid Vault token role name (1-128 of letters, digits, '_' and '-')", s)
+			}
+		}
+	}
+	return r
+}
+
+// approval decodes the approval mode and its optional condition.
+func (d *decoder) approval(n *yaml.Node, path string) (approval.Mode, approval.Condition) {
+	fields, ok := d.mapping(n, path, approvalFields, []string{"mode"})
+	if !ok {
+		return "", nil
+	}
+	var mode approval.Mode
+	modeKnown := false
+	if f, ok := fields["mode"]; ok {
+		mp := join(path, "mode")
+		if s, ok := d.str(f.val, mp); ok {
+			mode = approval.Mode(s)
+			switch {
+			case contains(modeNames(supportedModes), s):
+				modeKnown = true
+			case contains(modeNames(knownModes), s):
+				modeKnown = true
+				d.report(f.val, mp, approval.ErrUnsupported, fmt.Sprintf("%q is not supported yet by this version of writd (supported: %s)", s, strings.Join(modeNames(supportedModes), ", ")))
+			default:
+				d.errorf(f.val, mp, "%q is not an approval mode (valid: %s)", s, strings.Join(modeNames(knownModes), ", "))
+			}
+		}
+	}
+	f, ok := fields["condition"]
+	if !ok {
+		return mode, nil
+	}
+	cp := join(path, "condition")
+	if modeKnown && mode != approval.ModeAuto {
+		d.errorf(f.key, cp, "is allowed only with mode auto")
+		return mode, nil
+	}
+	expr, ok := d.str(f.val, cp)
+	if !ok {
+		return mode, nil
+	}
+	c, err := compile(expr)
+	if err != nil {
+		d.errorf(f.val, cp, "%s", err)
+		return mode, nil
+	}
+	return mode, c
+}
+
+func modeNames(modes []approval.Mode) []string {
+	out := make([]string, len(modes))
+	for i, m := range modes {
+		out[i] = string(m)
+	}
+	return out
+}

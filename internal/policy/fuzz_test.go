@@ -1,0 +1,53 @@
+package policy
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// FuzzParse checks that Parse never panics, that it returns a policy or an
+// error but not both, and that every policy it accepts obeys the file rules.
+func FuzzParse(f *testing.F) {
+	seeds, err := filepath.Glob(filepath.Join("testdata", "*.yaml"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, s := range seeds {
+		data, err := os.ReadFile(s)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Add([]byte(head + entitlement))
+	f.Add([]byte(with("      mode: auto\n", "      mode: auto\n      condition: 'request.path.startsWith(\"/ns/\") && now < timestamp(\"2031-01-01T00:00:00Z\")'\n")))
+	f.Add([]byte(with("jwt: {audience: [orders-api]}", "vault_token: {role: r}", "mode: auto", "mode: approvers")))
+	f.Add([]byte("a: &a [*a, *a]\nb: *a\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > 64<<10 {
+			t.Skip("bounded: large inputs only slow the fuzzer down")
+		}
+		p, err := Parse("fuzz.yaml", data)
+		if (p == nil) == (err == nil) {
+			t.Fatalf("Parse() = %v, %v; want exactly one of them", p, err)
+		}
+		if err != nil {
+			for _, e := range splitErrs(err) {
+				if !strings.HasPrefix(e.Error(), "fuzz.yaml") {
+					t.Errorf("problem %q does not name the file", e)
+				}
+			}
+			return
+		}
+		if len(p.Entitlements) == 0 {
+			t.Errorf("accepted a policy without entitlements")
+		}
+		for name, e := range p.Entitlements {
+			if e.Name != name || e.MaxTTL <= 0 || e.MaxTTL > MaxTTLLimit || len(e.Requesters) == 0 || e.Recipe.Kind == "" || e.Owner == "" {
+				t.Errorf("accepted an invalid entitlement: %+v", e)
+			}
+		}
+	})
+}

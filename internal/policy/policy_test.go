@@ -1,0 +1,450 @@
+package policy
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/writ-dev/writ/approval"
+)
+
+// head is the first three lines of every test document; the entitlement
+// below it starts on line 4.
+const head = "version: 1\ntrust_domain: writ.dev\nentitlements:\n"
+
+// entitlement is a valid entitlement occupying lines 4 to 13.
+const entitlement = `  - name: demo
+    owner: platform-team
+    purpose: demo credential
+    max_ttl: 15m
+    requesters:
+      - spiffe://writ.dev/demo
+    issuer:
+      jwt: {audience: [orders-api]}
+    approval:
+      mode: auto
+`
+
+// with returns the valid document with each old line replaced by new.
+func with(oldnew ...string) string {
+	doc := head + entitlement
+	for i := 0; i+1 < len(oldnew); i += 2 {
+		if !strings.Contains(doc, oldnew[i]) {
+			panic("test document has no " + oldnew[i])
+		}
+		doc = strings.Replace(doc, oldnew[i], oldnew[i+1], 1)
+	}
+	return doc
+}
+
+// wantErr is one expected problem: the exact "file:line: path: " prefix and
+// a distinctive part of the message.
+type wantErr struct {
+	prefix, msg string
+}
+
+// splitErrs returns the problems joined into err.
+func splitErrs(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+func checkErrs(t *testing.T, err error, want []wantErr) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("Parse() err = nil, want %d problems", len(want))
+	}
+	got := splitErrs(err)
+	if len(got) != len(want) {
+		t.Fatalf("Parse() returned %d problems, want %d:\n%v", len(got), len(want), err)
+	}
+	for i, w := range want {
+		msg := got[i].Error()
+		if !strings.HasPrefix(msg, w.prefix) {
+			t.Errorf("problem %d = %q, want prefix %q", i, msg, w.prefix)
+		}
+		if !strings.Contains(msg, w.msg) {
+			t.Errorf("problem %d = %q, want it to contain %q", i, msg, w.msg)
+		}
+		var pe *Error
+		if !errors.As(got[i], &pe) {
+			t.Errorf("problem %d (%v) is not a *policy.Error", i, got[i])
+		}
+	}
+}
+
+// TestParse_Errors has one case per message Parse can produce.
+func TestParse_Errors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		doc  string
+		want []wantErr
+	}{
+		// Whole file.
+		{"file larger than 1 MiB", head + strings.Repeat("#", MaxFileSize),
+			[]wantErr{{"policy.yaml: ", "policy file is larger than 1 MiB"}}},
+		{"empty file", "",
+			[]wantErr{{"policy.yaml: ", "policy file is empty; it needs version, trust_domain and entitlements"}}},
+		{"only comments", "# nothing here\n",
+			[]wantErr{{"policy.yaml: ", "policy file is empty"}}},
+		{"yaml syntax error", "version: 1\ntrust_domain: [writ.dev\n",
+			[]wantErr{{"policy.yaml:1: ", "invalid YAML: did not find expected ',' or ']'"}}},
+		{"yaml syntax error without a line", "version: 1\n\x01\n",
+			[]wantErr{{"policy.yaml: ", "invalid YAML: control characters are not allowed"}}},
+		{"yaml syntax error with line", "version: 1\n  trust_domain: x\n",
+			[]wantErr{{"policy.yaml:2: ", "invalid YAML: mapping values are not allowed in this context"}}},
+		{"yaml syntax error in second document", head + entitlement + "---\n[\n",
+			[]wantErr{{"policy.yaml:15: ", "invalid YAML: did not find expected node content"}}},
+		{"two documents after a leading separator", "---\n" + head + entitlement + "---\nversion: 1\n",
+			[]wantErr{{"policy.yaml:15: ", `policy file holds more than one YAML document`}}},
+		{"two documents", head + entitlement + "---\nversion: 1\n",
+			[]wantErr{{"policy.yaml:14: ", `policy file holds more than one YAML document; remove the "---" separator`}}},
+		{"top level is a list", "- version: 1\n",
+			[]wantErr{{"policy.yaml:1: ", "must be a mapping, got a list"}}},
+
+		// Keys.
+		{"unknown top-level key", "versoin: 1\n" + with("version: 1\n", ""),
+			[]wantErr{
+				{"policy.yaml:1: versoin: ", `unknown field; did you mean "version"? (allowed here: version, trust_domain, entitlements)`},
+				{"policy.yaml:1: ", `missing required field "version"`},
+			}},
+		{"unknown key with a suggestion", with("    owner: platform-team", "    ownr: platform-team"),
+			[]wantErr{
+				{"policy.yaml:4: entitlements[0]: ", `missing required field "owner"`},
+				{"policy.yaml:5: entitlements[0].ownr: ", `unknown field; did you mean "owner"?`},
+			}},
+		{"unknown key without a suggestion", with("    approval:\n", "    colour: blue\n    approval:\n"),
+			[]wantErr{{"policy.yaml:12: entitlements[0].colour: ", "unknown field (allowed here: name, owner, purpose, max_ttl, requesters, issuer, approval)"}}},
+		{"unknown key deep inside", with("jwt: {audience: [orders-api]}", "jwt: {audience: [orders-api], subject: x}"),
+			[]wantErr{{"policy.yaml:11: entitlements[0].issuer.jwt.subject: ", "unknown field (allowed here: audience)"}}},
+		{"duplicate key", with("    owner: platform-team\n", "    owner: platform-team\n    owner: other-team\n"),
+			[]wantErr{{"policy.yaml:6: entitlements[0].owner: ", "duplicate key (first set on line 5)"}}},
+		{"duplicate top-level key", head + entitlement + "version: 1\n",
+			[]wantErr{{"policy.yaml:14: version: ", "duplicate key (first set on line 1)"}}},
+		{"non-string key", with("    owner: platform-team\n", "    owner: platform-team\n    1: one\n"),
+			[]wantErr{{"policy.yaml:6: entitlements[0]: ", "keys must be plain field names, got the number 1"}}},
+		{"merge key", "base: &b {owner: x}\n" + with("    owner: platform-team\n", "    <<: *b\n"),
+			[]wantErr{
+				{"policy.yaml:1: base: ", "unknown field"},
+				{"policy.yaml:5: entitlements[0]: ", `missing required field "owner"`},
+				{"policy.yaml:6: entitlements[0]: ", "keys must be plain field names, got a merge key (<<)"},
+			}},
+		{"alias as a key", with("trust_domain: writ.dev", "trust_domain: &td writ.dev", "    owner: platform-team\n", "    owner: platform-team\n    *td : x\n"),
+			[]wantErr{{"policy.yaml:6: entitlements[0]: ", "keys must be plain field names, got an alias"}}},
+		{"alias", with("trust_domain: writ.dev", "trust_domain: &td writ.dev", "    owner: platform-team", "    owner: *td"),
+			[]wantErr{{"policy.yaml:5: entitlements[0].owner: ", "YAML aliases (*name) are not allowed in a policy file; write the value out"}}},
+
+		// Required fields and types.
+		{"missing top-level fields", "version: 1\n",
+			[]wantErr{
+				{"policy.yaml:1: ", `missing required field "trust_domain"`},
+				{"policy.yaml:1: ", `missing required field "entitlements"`},
+			}},
+		{"missing entitlement field", with("    purpose: demo credential\n", ""),
+			[]wantErr{{"policy.yaml:4: entitlements[0]: ", `missing required field "purpose"`}}},
+		{"missing approval mode", with("      mode: auto\n", "      condition: 'true'\n"),
+			[]wantErr{{"policy.yaml:13: entitlements[0].approval: ", `missing required field "mode"`}}},
+		{"missing vault role", with("jwt: {audience: [orders-api]}", "vault_token: {}"),
+			[]wantErr{{"policy.yaml:11: entitlements[0].issuer.vault_token: ", `missing required field "role"`}}},
+		{"missing jwt audience", with("jwt: {audience: [orders-api]}", "jwt: {}"),
+			[]wantErr{{"policy.yaml:11: entitlements[0].issuer.jwt: ", `missing required field "audience"`}}},
+		{"string where a mapping belongs", with("    issuer:\n      jwt: {audience: [orders-api]}\n", "    issuer: jwt\n"),
+			[]wantErr{{"policy.yaml:10: entitlements[0].issuer: ", `must be a mapping, got the string "jwt"`}}},
+		{"entitlement is not a mapping", head + "  - demo\n",
+			[]wantErr{{"policy.yaml:4: entitlements[0]: ", `must be a mapping, got the string "demo"`}}},
+		{"mapping where a list belongs", with("    requesters:\n      - spiffe://writ.dev/demo\n", "    requesters: {a: b}\n"),
+			[]wantErr{{"policy.yaml:8: entitlements[0].requesters: ", "must be a list, got a mapping"}}},
+		{"string where a list belongs", with("{audience: [orders-api]}", "{audience: orders-api}"),
+			[]wantErr{{"policy.yaml:11: entitlements[0].issuer.jwt.audience: ", `must be a list, got the string "orders-api"`}}},
+		{"number where a string belongs", with("owner: platform-team", "owner: 42"),
+			[]wantErr{{"policy.yaml:5: entitlements[0].owner: ", "must be a string, got the number 42"}}},
+		{"boolean where a string belongs", with("purpose: demo credential", "purpose: true"),
+			[]wantErr{{"policy.yaml:6: entitlements[0].purpose: ", "must be a string, got the boolean true"}}},
+		{"null where a string belongs", with("owner: platform-team", "owner:"),
+			[]wantErr{{"policy.yaml:5: entitlements[0].owner: ", "must be a string, got no value"}}},
+		{"list where a string belongs", with("      - spiffe://writ.dev/demo", "      - [spiffe://writ.dev/demo]"),
+			[]wantErr{{"policy.yaml:9: entitlements[0].requesters[0]: ", "must be a string, got a list"}}},
+		{"timestamp where a string belongs", with("owner: platform-team", "owner: 2030-01-01"),
+			[]wantErr{{"policy.yaml:5: entitlements[0].owner: ", "must be a string, got a !!timestamp value"}}},
+		{"empty string", with("owner: platform-team", `owner: "  "`),
+			[]wantErr{{"policy.yaml:5: entitlements[0].owner: ", "must not be empty"}}},
+		{"empty audience", with("[orders-api]", `[orders-api, ""]`),
+			[]wantErr{{"policy.yaml:11: entitlements[0].issuer.jwt.audience[1]: ", "must not be empty"}}},
+
+		// version and trust_domain.
+		{"version 2", with("version: 1", "version: 2"),
+			[]wantErr{{"policy.yaml:1: version: ", "2 is not supported by this version of writd (supported: 1)"}}},
+		{"version as a string", with("version: 1", `version: "1"`),
+			[]wantErr{{"policy.yaml:1: version: ", `must be the number 1, got the string "1"`}}},
+		{"trust domain as a URI", with("trust_domain: writ.dev", "trust_domain: spiffe://writ.dev"),
+			[]wantErr{{"policy.yaml:2: trust_domain: ", `"spiffe://writ.dev" is a URI; write the bare trust domain, such as writ.dev`}}},
+		{"trust domain with capitals", with("trust_domain: writ.dev", "trust_domain: Writ.Dev"),
+			[]wantErr{{"policy.yaml:2: trust_domain: ", `"Writ.Dev" is not a valid trust domain (lowercase letters, digits, '.', '-' and '_' only)`}}},
+
+		// Entitlements.
+		{"no entitlements", "version: 1\ntrust_domain: writ.dev\nentitlements: []\n",
+			[]wantErr{{"policy.yaml:3: entitlements: ", "at least one entitlement is required"}}},
+		{"invalid name", with("name: demo", "name: Demo"),
+			[]wantErr{{"policy.yaml:4: entitlements[0].name: ", `"Demo" is not a valid name (1-63 of a-z, 0-9, '-', '_' and '.', starting with a letter or digit)`}}},
+		{"name too long", with("name: demo", "name: "+strings.Repeat("a", 64)),
+			[]wantErr{{"policy.yaml:4: entitlements[0].name: ", "is not a valid name"}}},
+		{"duplicate name", head + entitlement + entitlement,
+			[]wantErr{{"policy.yaml:14: entitlements[1].name: ", `"demo" is already defined on line 4; entitlement names must be unique`}}},
+		{"max_ttl not a duration", with("max_ttl: 15m", "max_ttl: 15x"),
+			[]wantErr{{"policy.yaml:7: entitlements[0].max_ttl: ", `"15x" is not a duration (use e.g. 90s, 15m, 2h)`}}},
+		{"max_ttl without a unit", with("max_ttl: 15m", "max_ttl: 900"),
+			[]wantErr{{"policy.yaml:7: entitlements[0].max_ttl: ", `"900" is not a duration (use e.g. 90s, 15m, 2h)`}}},
+		{"max_ttl is a list", with("max_ttl: 15m", "max_ttl: [15m]"),
+			[]wantErr{{"policy.yaml:7: entitlements[0].max_ttl: ", "must be a duration such as 15m, got a list"}}},
+		{"max_ttl zero", with("max_ttl: 15m", "max_ttl: 0s"),
+			[]wantErr{{"policy.yaml:7: entitlements[0].max_ttl: ", `"0s" must be greater than zero`}}},
+		{"max_ttl negative", with("max_ttl: 15m", "max_ttl: -5m"),
+			[]wantErr{{"policy.yaml:7: entitlements[0].max_ttl: ", `"-5m" must be greater than zero`}}},
+		{"max_ttl above 24h", with("max_ttl: 15m", "max_ttl: 25h"),
+			[]wantErr{{"policy.yaml:7: entitlements[0].max_ttl: ", `"25h" is above the limit of 24h`}}},
+
+		// Requesters.
+		{"no requesters", with("    requesters:\n      - spiffe://writ.dev/demo\n", "    requesters: []\n"),
+			[]wantErr{{"policy.yaml:8: entitlements[0].requesters: ", `at least one requester (a SPIFFE ID or a "/*" prefix) is required`}}},
+		{"requester listed twice", with("      - spiffe://writ.dev/demo\n", "      - spiffe://writ.dev/demo\n      - spiffe://writ.dev/demo\n"),
+			[]wantErr{{"policy.yaml:10: entitlements[0].requesters[1]: ", `"spiffe://writ.dev/demo" is listed twice (also entitlements[0].requesters[0])`}}},
+		{"requester in another trust domain", with("spiffe://writ.dev/demo", "spiffe://evil.dev/demo"),
+			[]wantErr{{"policy.yaml:9: entitlements[0].requesters[0]: ", `pattern "spiffe://evil.dev/demo": trust domain "evil.dev" is not the policy's trust domain "writ.dev"`}}},
+		{"requester wildcard in the middle", with("spiffe://writ.dev/demo", "spiffe://writ.dev/*/api"),
+			[]wantErr{{"policy.yaml:9: entitlements[0].requesters[0]: ", `'*' is allowed only as a final "/*" segment`}}},
+		{"requester not a SPIFFE ID", with("spiffe://writ.dev/demo", "https://writ.dev/demo"),
+			[]wantErr{{"policy.yaml:9: entitlements[0].requesters[0]: ", "is not a spiffe:// URI"}}},
+		{"requester without a path", with("spiffe://writ.dev/demo", "spiffe://writ.dev"),
+			[]wantErr{{"policy.yaml:9: entitlements[0].requesters[0]: ", "needs a path"}}},
+		{"requesters checked despite a bad trust domain", with("trust_domain: writ.dev", "trust_domain: Writ", "spiffe://writ.dev/demo", "spiffe://writ.dev/a/../b"),
+			[]wantErr{
+				{"policy.yaml:2: trust_domain: ", "is not a valid trust domain"},
+				{"policy.yaml:9: entitlements[0].requesters[0]: ", `path segment ".." is not allowed`},
+			}},
+
+		// Issuer.
+		{"no issuer kind", with("      jwt: {audience: [orders-api]}\n", "      {}\n"),
+			[]wantErr{{"policy.yaml:11: entitlements[0].issuer: ", "set exactly one of jwt or vault_token"}}},
+		{"two issuer kinds", with("      jwt: {audience: [orders-api]}\n", "      jwt: {audience: [orders-api]}\n      vault_token: {role: r}\n"),
+			[]wantErr{{"policy.yaml:11: entitlements[0].issuer: ", "set only one of jwt or vault_token, not both"}}},
+		{"no audience", with("[orders-api]", "[]"),
+			[]wantErr{{"policy.yaml:11: entitlements[0].issuer.jwt.audience: ", "at least one audience is required"}}},
+		{"vault role with a slash", with("jwt: {audience: [orders-api]}", "vault_token: {role: a/b}"),
+			[]wantErr{{"policy.yaml:11: entitlements[0].issuer.vault_token.role: ", `"a/b" is not a valid Vault token role name (1-128 of letters, digits, '_' and '-')`}}},
+		{"vault role with dots", with("jwt: {audience: [orders-api]}", "vault_token: {role: ..}"),
+			[]wantErr{{"policy.yaml:11: entitlements[0].issuer.vault_token.role: ", `".." is not a valid Vault token role name`}}},
+
+		// Approval.
+		{"mode approvers", with("mode: auto", "mode: approvers"),
+			[]wantErr{{"policy.yaml:13: entitlements[0].approval.mode: ", `"approvers" is not supported yet by this version of writd (supported: auto)`}}},
+		{"mode break_glass", with("mode: auto", "mode: break_glass"),
+			[]wantErr{{"policy.yaml:13: entitlements[0].approval.mode: ", `"break_glass" is not supported yet by this version of writd (supported: auto)`}}},
+		{"unknown mode", with("mode: auto", "mode: manual"),
+			[]wantErr{{"policy.yaml:13: entitlements[0].approval.mode: ", `"manual" is not an approval mode (valid: auto, approvers, break_glass)`}}},
+		{"condition without mode auto", with("      mode: auto\n", "      mode: approvers\n      condition: 'true'\n"),
+			[]wantErr{
+				{"policy.yaml:13: entitlements[0].approval.mode: ", "is not supported yet"},
+				{"policy.yaml:14: entitlements[0].approval.condition: ", "is allowed only with mode auto"},
+			}},
+		{"condition too long", with("      mode: auto\n", "      mode: auto\n      condition: '"+strings.Repeat("true && ", 600)+"true'\n"),
+			[]wantErr{{"policy.yaml:14: entitlements[0].approval.condition: ", "is 4804 bytes long; the limit is 4096"}}},
+		{"condition does not compile", with("      mode: auto\n", "      mode: auto\n      condition: 'request.ttl <= duration(\"10m\") && request.spiffe <= 1'\n"),
+			[]wantErr{{"policy.yaml:14: entitlements[0].approval.condition: ", "does not compile: undefined field 'spiffe' (column 42)"}}},
+		{"multi-line condition does not compile", with("      mode: auto\n", "      mode: auto\n      condition: |\n        request.ttl <= duration(\"10m\") &&\n        foo\n"),
+			[]wantErr{{"policy.yaml:14: entitlements[0].approval.condition: ", "does not compile: undeclared reference to 'foo' (expression line 2, column 1)"}}},
+		{"condition over the recursion limit", with("      mode: auto\n", "      mode: auto\n      condition: '"+strings.Repeat("(", 300)+"true"+strings.Repeat(")", 300)+"'\n"),
+			[]wantErr{{"policy.yaml:14: entitlements[0].approval.condition: ", "does not compile: expression recursion limit exceeded: 250"}}},
+		{"condition with a syntax error", with("      mode: auto\n", "      mode: auto\n      condition: 'request.ttl <='\n"),
+			[]wantErr{{"policy.yaml:14: entitlements[0].approval.condition: ", "does not compile: "}}},
+		{"condition is not a bool", with("      mode: auto\n", "      mode: auto\n      condition: 'request.ttl'\n"),
+			[]wantErr{{"policy.yaml:14: entitlements[0].approval.condition: ", "must evaluate to a bool, but its type is google.protobuf.Duration"}}},
+		{"condition is dyn", with("      mode: auto\n", "      mode: auto\n      condition: 'dyn(true)'\n"),
+			[]wantErr{{"policy.yaml:14: entitlements[0].approval.condition: ", "must evaluate to a bool, but its type is dyn"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			p, err := Parse("policy.yaml", []byte(tt.doc))
+			if p != nil {
+				t.Errorf("Parse() policy = %v, want nil", p)
+			}
+			checkErrs(t, err, tt.want)
+		})
+	}
+}
+
+func TestParse_Valid(t *testing.T) {
+	t.Parallel()
+	p, err := Load(filepath.Join("testdata", "valid.yaml"))
+	if err != nil {
+		t.Fatalf("Load() err = %v", err)
+	}
+	want := &approval.Policy{
+		Source:      filepath.Join("testdata", "valid.yaml"),
+		TrustDomain: "writ.dev",
+		Entitlements: map[string]*approval.Entitlement{
+			"demo": {
+				Name:    "demo",
+				Owner:   "platform-team",
+				Purpose: "demo credential",
+				Recipe:  approval.Recipe{Kind: approval.KindJWT, Audience: []string{"orders-api"}},
+				MaxTTL:  15 * time.Minute,
+				Requesters: []approval.Requester{
+					{Pattern: "spiffe://writ.dev/demo", ID: "spiffe://writ.dev/demo"},
+					{Pattern: "spiffe://writ.dev/ns/prod/*", ID: "spiffe://writ.dev/ns/prod", Prefix: true},
+				},
+				Mode: approval.ModeAuto,
+			},
+			"orders-db.read": {
+				Name:       "orders-db.read",
+				Owner:      "orders-team",
+				Purpose:    "read the orders database through Vault",
+				Recipe:     approval.Recipe{Kind: approval.KindVaultToken, Role: "writ-orders"},
+				MaxTTL:     time.Hour,
+				Requesters: []approval.Requester{{Pattern: "spiffe://writ.dev/ns/prod/sa/orders", ID: "spiffe://writ.dev/ns/prod/sa/orders"}},
+				Mode:       approval.ModeAuto,
+			},
+		},
+	}
+	if diff := cmp.Diff(want, p, cmpopts.IgnoreFields(approval.Entitlement{}, "Condition")); diff != "" {
+		t.Errorf("Load() mismatch (-want +got):\n%s", diff)
+	}
+	if c := p.Entitlements["demo"].Condition; c == nil || c.String() != `request.ttl <= duration("10m")` {
+		t.Errorf("demo condition = %v, want request.ttl <= duration(\"10m\")", c)
+	}
+	if c := p.Entitlements["orders-db.read"].Condition; c != nil {
+		t.Errorf("orders-db.read condition = %q, want none", c)
+	}
+}
+
+// TestParse_Accepts covers YAML variations that must not be errors.
+func TestParse_Accepts(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		doc  string
+	}{
+		{"leading document marker", "---\n" + head + entitlement},
+		{"document end marker", head + entitlement + "...\n"},
+		{"empty documents after the policy", head + entitlement + "---\n---\n# nothing\n"},
+		{"anchor without alias", with("trust_domain: writ.dev", "trust_domain: &td writ.dev")},
+		{"quoted and block strings", with("owner: platform-team", `owner: "platform-team"`, "purpose: demo credential", "purpose: >\n      demo\n      credential")},
+		{"block condition", with("      mode: auto\n", "      mode: auto\n      condition: |\n        request.ttl <= duration(\"10m\") &&\n        request.path.startsWith(\"/\")\n")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			p, err := Parse("policy.yaml", []byte(tt.doc))
+			if err != nil {
+				t.Fatalf("Parse() err = %v", err)
+			}
+			if _, err := p.Lookup("demo"); err != nil {
+				t.Errorf("Lookup(demo) err = %v", err)
+			}
+		})
+	}
+}
+
+func TestLoad_Errors(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	big := filepath.Join(dir, "big.yaml")
+	if err := os.WriteFile(big, []byte(head+entitlement+strings.Repeat("#", MaxFileSize)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte(with("max_ttl: 15m", "max_ttl: 15x")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		path   string
+		want   string
+		wantIs error
+	}{
+		{"missing file", filepath.Join(dir, "nope.yaml"), "read policy: open " + filepath.Join(dir, "nope.yaml"), os.ErrNotExist},
+		{"directory", dir, "read policy: read " + dir, nil},
+		{"file larger than 1 MiB", big, big + ": policy file is larger than 1 MiB", approval.ErrInvalid},
+		{"problem named by path and line", bad, bad + `:7: entitlements[0].max_ttl: "15x" is not a duration`, approval.ErrInvalid},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			p, err := Load(tt.path)
+			if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
+				t.Fatalf("Load() = %v, %v; want error starting %q", p, err, tt.want)
+			}
+			if tt.wantIs != nil && !errors.Is(err, tt.wantIs) {
+				t.Errorf("Load() err = %v, want errors.Is %v", err, tt.wantIs)
+			}
+		})
+	}
+}
+
+func TestParse_ReportsAllProblemsSortedByLine(t *testing.T) {
+	t.Parallel()
+	doc := with("version: 1", "version: 3", "max_ttl: 15m", "max_ttl: 48h", "mode: auto", "mode: approvers") +
+		"  - name: Bad\n    owner: x\n"
+	_, err := Parse("p.yaml", []byte(doc))
+	checkErrs(t, err, []wantErr{
+		{"p.yaml:1: version: ", "3 is not supported"},
+		{"p.yaml:7: entitlements[0].max_ttl: ", "above the limit of 24h"},
+		{"p.yaml:13: entitlements[0].approval.mode: ", "not supported yet"},
+		{"p.yaml:14: entitlements[1]: ", `missing required field "purpose"`},
+		{"p.yaml:14: entitlements[1]: ", `missing required field "max_ttl"`},
+		{"p.yaml:14: entitlements[1]: ", `missing required field "requesters"`},
+		{"p.yaml:14: entitlements[1]: ", `missing required field "issuer"`},
+		{"p.yaml:14: entitlements[1]: ", `missing required field "approval"`},
+		{"p.yaml:14: entitlements[1].name: ", `"Bad" is not a valid name`},
+	})
+}
+
+func TestParse_TooManyProblems(t *testing.T) {
+	t.Parallel()
+	doc := head + entitlement + strings.Repeat("x: 1\n", 60)
+	_, err := Parse("p.yaml", []byte(doc))
+	errs := splitErrs(err)
+	if len(errs) != 51 {
+		t.Fatalf("Parse() returned %d problems, want 50 and a note:\n%v", len(errs), err)
+	}
+	if got, want := errs[50].Error(), "p.yaml: 10 more problems not shown; fix the ones above first"; got != want {
+		t.Errorf("last problem = %q, want %q", got, want)
+	}
+	if got, want := errs[49].Error(), "p.yaml:63: x: unknown field (allowed here: version, trust_domain, entitlements)"; got != want {
+		t.Errorf("problem 49 = %q, want %q", got, want)
+	}
+}
+
+func TestParse_ErrorsAreClassified(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		doc  string
+		want error
+		not  error
+	}{
+		{"unsupported mode", with("mode: auto", "mode: approvers"), approval.ErrUnsupported, approval.ErrInvalid},
+		{"invalid value", with("max_ttl: 15m", "max_ttl: 15x"), approval.ErrInvalid, approval.ErrUnsupported},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := Parse("policy.yaml", []byte(tt.doc))
+			if !errors.Is(err, tt.want) {
+				t.Errorf("Parse() err = %v, want errors.Is %v", err, tt.want)
+			}
+			if errors.Is(err, tt.not) {
+				t.Errorf("Parse() err = %v, want not errors.Is %v", err, tt.not)
+			}
+		})
+	}
+}
