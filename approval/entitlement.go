@@ -77,6 +77,17 @@ type Entitlement struct {
 	Mode Mode
 	// Condition, if set, must hold for an auto approval.
 	Condition Condition
+
+	// Stages must all be satisfied for a ModeApprovers request.
+	Stages []Stage
+	// Window is the longest an approval may last (ModeApprovers).
+	Window time.Duration
+	// PendingTTL is how long a request may wait for reviews.
+	PendingTTL time.Duration
+	// Reason constrains requesters' reasons.
+	Reason ReasonRule
+	// TicketPattern, if set, is a regular expression tickets must match.
+	TicketPattern string
 }
 
 // Policy is the set of entitlements in force.

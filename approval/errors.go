@@ -24,3 +24,32 @@ var ErrInvalid = errors.New("invalid argument")
 // ErrUnsupported is returned when the policy asks for something this version
 // of Writ does not implement (an approval mode, an issuer kind).
 var ErrUnsupported = errors.New("not supported")
+
+// ErrNotFound is returned when no request has the given ID.
+var ErrNotFound = errors.New("not found")
+
+// ErrConflict is returned by a store when a compare-and-swap loses, or when an
+// ID already exists.
+var ErrConflict = errors.New("conflict")
+
+// ErrResolved is returned when acting on a request that is no longer pending
+// (or, for revocation, no longer approved). Resolved states never change.
+var ErrResolved = errors.New("request already resolved")
+
+// ErrSelfApproval is returned when a requester or beneficiary tries to review
+// their own request (separation of duties).
+var ErrSelfApproval = errors.New("requester may not review their own request")
+
+// ErrAlreadyReviewed is returned when a person reviews the same request twice.
+var ErrAlreadyReviewed = errors.New("already reviewed by this person")
+
+// ErrNotApprover is returned when a reviewer is in none of the groups of a
+// stage still needing approval.
+var ErrNotApprover = errors.New("not an eligible approver")
+
+// ErrNotApproved is returned when a credential is asked for under an
+// entitlement that needs an approval and no live approval covers it.
+var ErrNotApproved = errors.New("no live approval")
+
+// ErrWindowEnded is returned when the approval's window is over.
+var ErrWindowEnded = errors.New("approval window has ended")

@@ -26,6 +26,9 @@ type Grant struct {
 	IssuedAt time.Time
 	// Expires is IssuedAt + TTL. No credential may outlive it.
 	Expires time.Time
+	// RequestID is the approval the grant was minted under; empty for an
+	// automatic grant.
+	RequestID string
 }
 
 // Secret is a credential's secret material. It redacts itself when printed or
