@@ -1,0 +1,10 @@
+// Package broker is Writ's gRPC adapter: it authenticates workloads by the
+// SPIFFE ID in their verified X.509-SVID, asks the policy for a decision,
+// mints a credential through an issuer, records the grant in the ledger and
+// only then returns the credential.
+//
+// The grant pipeline fails closed: if the ledger cannot record a grant, the
+// credential just minted is revoked and the caller gets UNAVAILABLE. Every
+// denial is recorded too. Domain errors become gRPC status codes in one
+// place, errors.go.
+package broker

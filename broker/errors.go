@@ -1,0 +1,60 @@
+package broker
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/writ-dev/writ/approval"
+)
+
+// Errors the broker marks itself, so toStatus can map them without knowing
+// the adapters' own errors.
+var (
+	// errIssuer marks a failure of an Issuer; nothing was issued.
+	errIssuer = errors.New("credential backend failed")
+	// errLedger marks a failure to record in the ledger; nothing was issued.
+	errLedger = errors.New("ledger unavailable")
+	// errNoIssuer marks an entitlement whose credential kind has no issuer.
+	errNoIssuer = errors.New("no issuer configured")
+	// errNotOperator marks an admin call by a caller that is not an operator.
+	errNotOperator = errors.New("caller is not an operator")
+	// errBadRequest marks malformed request fields.
+	errBadRequest = errors.New("bad request")
+)
+
+// toStatus is the only place domain and adapter errors become gRPC statuses.
+// Messages are for the caller to act on; internal details are logged, not
+// returned.
+func (s *Server) toStatus(ctx context.Context, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return status.FromContextError(err).Err()
+	case errors.Is(err, approval.ErrUnknownEntitlement):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, approval.ErrNotEligible),
+		errors.Is(err, approval.ErrConditionFalse),
+		errors.Is(err, errNotOperator):
+		return status.Error(codes.PermissionDenied, err.Error())
+	case errors.Is(err, approval.ErrTTLTooLong),
+		errors.Is(err, approval.ErrInvalid),
+		errors.Is(err, errBadRequest):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, approval.ErrUnsupported),
+		errors.Is(err, errNoIssuer):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, errLedger):
+		s.log.ErrorContext(ctx, "ledger append failed", "error", err)
+		return status.Error(codes.Unavailable, "ledger unavailable: no credential was issued; retry later")
+	case errors.Is(err, errIssuer):
+		s.log.ErrorContext(ctx, "credential issuance failed", "error", err)
+		return status.Error(codes.Unavailable, "credential backend unavailable: no credential was issued; retry later")
+	default:
+		s.log.ErrorContext(ctx, "internal error", "error", err)
+		return status.Error(codes.Internal, "internal error")
+	}
+}

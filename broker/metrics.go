@@ -1,0 +1,66 @@
+package broker
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the broker's Prometheus metrics. A nil *Metrics records nothing.
+type Metrics struct {
+	grants        *prometheus.CounterVec
+	grantSeconds  *prometheus.HistogramVec
+	ledgerSeconds prometheus.Histogram
+	ledgerErrors  prometheus.Counter
+	known         func(entitlement string) bool
+}
+
+// NewMetrics creates the broker metrics and registers them with reg.
+// Entitlement labels are limited to the names known reports true for; other
+// names are counted as "_unknown", so callers cannot grow label cardinality.
+func NewMetrics(reg prometheus.Registerer, known func(entitlement string) bool) *Metrics {
+	m := &Metrics{
+		grants: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "writ_grants_total",
+			Help: "Credential requests by entitlement and outcome (granted, not_eligible, ttl_too_long, error, ...).",
+		}, []string{"entitlement", "outcome"}),
+		grantSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "writ_grant_duration_seconds",
+			Help:    "Time to answer a credential request, by outcome.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}, []string{"outcome"}),
+		ledgerSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "writ_ledger_append_duration_seconds",
+			Help:    "Time to durably append one ledger record.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}),
+		ledgerErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "writ_ledger_append_errors_total",
+			Help: "Ledger appends that failed (each one failed a request closed).",
+		}),
+		known: known,
+	}
+	reg.MustRegister(m.grants, m.grantSeconds, m.ledgerSeconds, m.ledgerErrors)
+	return m
+}
+
+func (m *Metrics) observeGrant(entitlement, outcome string, d time.Duration) {
+	if m == nil {
+		return
+	}
+	if m.known == nil || !m.known(entitlement) {
+		entitlement = "_unknown"
+	}
+	m.grants.WithLabelValues(entitlement, outcome).Inc()
+	m.grantSeconds.WithLabelValues(outcome).Observe(d.Seconds())
+}
+
+func (m *Metrics) observeLedger(err error, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.ledgerSeconds.Observe(d.Seconds())
+	if err != nil {
+		m.ledgerErrors.Inc()
+	}
+}

@@ -1,0 +1,22 @@
+// Command writ is the Writ command-line client: workloads and operators use
+// it to obtain credentials, inspect the policy and verify the ledger.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "writ:", friendly(err))
+		os.Exit(exitCode(err))
+	}
+}

@@ -1,0 +1,23 @@
+package main
+
+import (
+	"context"
+	"io"
+
+	"github.com/spf13/cobra"
+)
+
+// run parses args and runs one writ command.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	root := &cobra.Command{
+		Use:           "writ",
+		Short:         "Writ: just-in-time, time-boxed credentials for SPIFFE workloads",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.AddCommand(credentialCmd(), jwksCmd(), entitlementsCmd(), auditCmd())
+	return root.ExecuteContext(ctx)
+}

@@ -1,0 +1,184 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// buildBinaries compiles writd and writ into a temporary directory.
+func buildBinaries(t *testing.T) (writd, writ string) {
+	t.Helper()
+	dir := t.TempDir()
+	writd, writ = filepath.Join(dir, "writd"), filepath.Join(dir, "writ")
+	for out, pkg := range map[string]string{writd: ".", writ: "../writ"} {
+		cmd := exec.Command("go", "build", "-o", out, pkg)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", pkg, err, b)
+		}
+	}
+	return writd, writ
+}
+
+// TestQuickstart follows the README: it runs `writd dev`, then every command
+// writd prints, with the built writ binary in place of `go run ./cmd/writ`.
+func TestQuickstart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binaries")
+	}
+	writd, writ := buildBinaries(t)
+	dataDir := filepath.Join(t.TempDir(), "writ-dev")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	daemon := exec.CommandContext(ctx, writd, "dev", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0")
+	stdout, err := daemon.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	daemon.Stderr = &logs
+	if err := daemon.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = daemon.Process.Kill()
+		if t.Failed() {
+			t.Logf("writd logs:\n%s", logs.String())
+		}
+	}()
+
+	// Read the printed commands up to the last one (audit verify).
+	var commands []string
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if rest, ok := strings.CutPrefix(line, "go run ./cmd/writ "); ok {
+			commands = append(commands, rest)
+			if strings.HasPrefix(rest, "audit verify") {
+				break
+			}
+		}
+	}
+	go func() { _, _ = io.Copy(io.Discard, stdout) }()
+	if len(commands) < 5 {
+		t.Fatalf("writd dev printed %d commands, want at least 5: %q\nlogs:\n%s", len(commands), commands, logs.String())
+	}
+
+	var jwksURL, token string
+	for _, c := range commands {
+		args := strings.Fields(c)
+		switch {
+		case args[0] == "audit":
+			continue // after shutdown, below
+		case args[0] == "jwks":
+			jwksURL = args[2]
+		}
+		out, code := runWrit(t, writ, args...)
+		switch {
+		case strings.Contains(c, "/outsider"):
+			if code != 3 || !strings.Contains(out, "permission denied") {
+				t.Errorf("writ %s: exit %d, want 3 and a permission denied message; output:\n%s", c, code, out)
+			}
+		case code != 0:
+			t.Errorf("writ %s: exit %d\n%s", c, code, out)
+		case strings.Contains(c, "--output json"):
+			var cred struct {
+				Secret    string `json:"secret"`
+				Kind      string `json:"kind"`
+				ExpiresAt string `json:"expires_at"`
+			}
+			if err := json.Unmarshal([]byte(out), &cred); err != nil {
+				t.Fatalf("credential --output json: %v\n%s", err, out)
+			}
+			if cred.Kind != "jwt" || cred.Secret == "" || cred.ExpiresAt == "" {
+				t.Errorf("credential JSON = %+v, want a jwt with a secret and an expiry", cred)
+			}
+			token = cred.Secret
+		case args[0] == "credential":
+			if !strings.Contains(out, "expires") || !strings.Contains(out, "credential") {
+				t.Errorf("credential table output lacks expiry or credential:\n%s", out)
+			}
+		}
+	}
+	if token == "" || jwksURL == "" {
+		t.Fatalf("no JSON credential or JWKS URL among the printed commands: %q", commands)
+	}
+	jwksOut, code := runWrit(t, writ, "jwks", "--url", jwksURL)
+	if code != 0 {
+		t.Fatalf("writ jwks: exit %d\n%s", code, jwksOut)
+	}
+	verifyWithJWKS(t, token, []byte(jwksOut), strings.TrimSuffix(jwksURL, "/.well-known/jwks.json"))
+
+	// Graceful stop, then the offline verification the README promises.
+	if err := daemon.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := daemon.Wait(); err != nil {
+		t.Fatalf("writd exited with %v after SIGTERM, want a clean exit", err)
+	}
+	args := strings.Fields(commands[len(commands)-1])
+	out, code := runWrit(t, writ, args...)
+	if code != 0 || !regexp.MustCompile(`ledger ok: [3-9] records`).MatchString(out) {
+		t.Errorf("writ %s: exit %d, want ok with at least 3 records (2 grants, 1 denial):\n%s", strings.Join(args, " "), code, out)
+	}
+}
+
+func runWrit(t *testing.T, writ string, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(writ, args...)
+	cmd.Env = append(os.Environ(), "SPIFFE_ENDPOINT_SOCKET=", "WRIT_BROKER=", "WRIT_BROKER_ID=", "WRIT_SVID_DIR=")
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return string(out), 0
+	case errors.As(err, &ee):
+		return string(out), ee.ExitCode()
+	default:
+		t.Fatalf("run writ %v: %v", args, err)
+		return "", -1
+	}
+}
+
+// verifyWithJWKS checks token the way a relying party would.
+func verifyWithJWKS(t *testing.T, token string, jwks []byte, issuer string) {
+	t.Helper()
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(jwks, &set); err != nil || len(set.Keys) == 0 {
+		t.Fatalf("JWKS %s: %v", jwks, err)
+	}
+	keys := map[string]any{}
+	for _, k := range set.Keys {
+		keys[k.KeyID] = k.Key
+	}
+	p := jwt.NewParser(jwt.WithValidMethods([]string{"EdDSA", "ES256"}), jwt.WithAudience("demo-api"),
+		jwt.WithIssuer(issuer), jwt.WithExpirationRequired())
+	claims := jwt.RegisteredClaims{}
+	if _, err := p.ParseWithClaims(token, &claims, func(tok *jwt.Token) (any, error) {
+		kid, _ := tok.Header["kid"].(string)
+		if k, ok := keys[kid]; ok {
+			return k, nil
+		}
+		return nil, errors.New("unknown kid")
+	}); err != nil {
+		t.Fatalf("verify JWT against JWKS: %v", err)
+	}
+	if claims.Subject != "spiffe://writ.dev/demo" || claims.ID == "" {
+		t.Errorf("claims sub=%q jti=%q, want the demo workload and a grant id", claims.Subject, claims.ID)
+	}
+}
