@@ -1,0 +1,95 @@
+package vault
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+
+	"github.com/hashicorp/vault/api"
+)
+
+// ErrUnavailable is returned when Vault cannot be reached or cannot serve the
+// request right now: connection refused, timeouts, TLS failures, 429, any 5xx
+// (503 when sealed or in standby). Retrying later may succeed.
+var ErrUnavailable = errors.New("vault unavailable")
+
+// ErrDenied is returned when Vault answers 403: Writ's token lacks a
+// capability. The message names the Vault path; IssuerPolicy shows the policy
+// Writ's token needs.
+var ErrDenied = errors.New("vault permission denied")
+
+// ErrNotFound is returned when a Vault path, token role or accessor does not
+// exist (404, "unknown role", "invalid accessor").
+var ErrNotFound = errors.New("vault object not found")
+
+// ErrOverGrant is returned when Vault issued a token that would live longer
+// than requested. The token has been revoked (or, if that failed, the error
+// says so and carries the accessor).
+var ErrOverGrant = errors.New("vault issued a longer ttl than requested")
+
+// responseError presents a *api.ResponseError on one line (its own Error is
+// multi-line and repeats the URL) while keeping it reachable with errors.As.
+type responseError struct{ err *api.ResponseError }
+
+// Error returns the status code and Vault's error strings.
+func (e responseError) Error() string {
+	msgs := strings.Join(strings.Fields(strings.Join(e.err.Errors, "; ")), " ")
+	if msgs == "" {
+		msgs = "no error message"
+	}
+	return fmt.Sprintf("vault answered %d: %s", e.err.StatusCode, msgs)
+}
+
+// Unwrap returns the underlying *api.ResponseError.
+func (e responseError) Unwrap() error { return e.err }
+
+// hasMessage reports whether err is a Vault response with status code whose
+// error strings contain msg.
+func hasMessage(err error, code int, msg string) bool {
+	var re *api.ResponseError
+	if !errors.As(err, &re) || re.StatusCode != code {
+		return false
+	}
+	for _, e := range re.Errors {
+		if strings.Contains(e, msg) {
+			return true
+		}
+	}
+	return false
+}
+
+// classify wraps err from an operation on path into ErrUnavailable,
+// ErrDenied or ErrNotFound where one applies. capability is what the
+// operation needs on path, for the ErrDenied message.
+func classify(op, path, capability string, err error) error {
+	var re *api.ResponseError
+	if errors.As(err, &re) {
+		wrapped := responseError{re}
+		switch {
+		case re.StatusCode == 403:
+			return fmt.Errorf("%s: Writ's Vault token needs %q on %q (see IssuerPolicy): %w: %w", op, capability, path, ErrDenied, wrapped)
+		case re.StatusCode == 404,
+			hasMessage(err, 400, "unknown role"),
+			hasMessage(err, 400, "invalid accessor"):
+			return fmt.Errorf("%s: %q: %w: %w", op, path, ErrNotFound, wrapped)
+		case re.StatusCode == 412, re.StatusCode == 429, re.StatusCode >= 500:
+			return fmt.Errorf("%s: %q: %w: %w", op, path, ErrUnavailable, wrapped)
+		default:
+			return fmt.Errorf("%s: %q: %w", op, path, wrapped)
+		}
+	}
+	var netErr net.Error
+	var urlErr *url.Error
+	switch {
+	case errors.Is(err, context.Canceled):
+		// The caller gave up; Vault may be fine.
+		return fmt.Errorf("%s: %q: %w", op, path, err)
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr), errors.As(err, &urlErr):
+		return fmt.Errorf("%s: %q: %w: %w", op, path, ErrUnavailable, err)
+	default:
+		return fmt.Errorf("%s: %q: %w", op, path, err)
+	}
+}

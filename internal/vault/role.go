@@ -1,0 +1,97 @@
+package vault
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/writ-dev/writ/approval"
+)
+
+// roleName is what a token role name may look like. It keeps role names
+// from adding path segments ("../", "/") to the Vault paths built from them.
+var roleName = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)
+
+// checkRole returns an error wrapping approval.ErrInvalid unless role is a
+// valid token role name.
+func checkRole(role string) error {
+	if !roleName.MatchString(role) {
+		return fmt.Errorf("token role %q: only letters, digits, '_' and '-' are allowed: %w", role, approval.ErrInvalid)
+	}
+	return nil
+}
+
+// roleLimits are the parts of a token role that bound a token's lifetime.
+// Token roles have no max_ttl of their own (Vault 1.13 ignores
+// token_max_ttl on them); the token mount's max_lease_ttl can still shorten a
+// token, which Issue reports after the fact.
+type roleLimits struct {
+	explicitMaxTTL time.Duration
+}
+
+// readRole reads the limits of token role role.
+func (i *TokenIssuer) readRole(ctx context.Context, role string) (roleLimits, error) {
+	path := "auth/token/roles/" + role
+	ctx, cancel := i.withTimeout(ctx)
+	defer cancel()
+	s, err := i.client.Logical().ReadWithContext(ctx, path)
+	if err != nil {
+		return roleLimits{}, classify("read token role", path, "read", err)
+	}
+	if s == nil || s.Data == nil {
+		return roleLimits{}, fmt.Errorf("read token role: %q: no such role: %w", path, ErrNotFound)
+	}
+	var l roleLimits
+	for _, k := range []string{"token_explicit_max_ttl", "explicit_max_ttl"} {
+		if v, ok := s.Data[k]; ok {
+			if l.explicitMaxTTL, err = seconds(v); err != nil {
+				return roleLimits{}, fmt.Errorf("read token role: %q: field %s: %w", path, k, err)
+			}
+			break
+		}
+	}
+	return l, nil
+}
+
+// check returns an error naming the role's limit if a token of ttl cannot be
+// created from role as requested: Writ never lets Vault shorten a grant
+// silently. A periodic role needs no check: the explicit_max_ttl Issue sets
+// caps the period.
+func (l roleLimits) check(role string, ttl time.Duration) error {
+	if l.explicitMaxTTL > 0 && l.explicitMaxTTL < ttl {
+		return fmt.Errorf("token role %q allows at most %s (token_explicit_max_ttl) but the grant needs %s; raise the role's limit or lower the entitlement's max_ttl: %w",
+			role, l.explicitMaxTTL, ttl, approval.ErrTTLTooLong)
+	}
+	return nil
+}
+
+// seconds converts a Vault duration field (a JSON number of seconds, or a
+// duration string) to a time.Duration.
+func seconds(v any) (time.Duration, error) {
+	switch v := v.(type) {
+	case nil:
+		return 0, nil
+	case json.Number:
+		n, err := v.Int64()
+		if err != nil {
+			return 0, fmt.Errorf("not whole seconds: %q", v)
+		}
+		return time.Duration(n) * time.Second, nil
+	case float64:
+		return time.Duration(v) * time.Second, nil
+	case string:
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+			return time.Duration(n) * time.Second, nil
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return 0, fmt.Errorf("not a duration: %q", v)
+		}
+		return d, nil
+	default:
+		return 0, fmt.Errorf("unexpected type %T", v)
+	}
+}

@@ -1,0 +1,47 @@
+package vaulttest_test
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/writ-dev/writ/internal/vault/vaulttest"
+)
+
+func TestStart(t *testing.T) {
+	t.Parallel()
+	a := vaulttest.Start(t)
+	b := vaulttest.Start(t)
+	if a.Addr == b.Addr || a.RootToken == b.RootToken {
+		t.Errorf("two servers share Addr %q or RootToken", a.Addr)
+	}
+	h, err := a.Client.Sys().HealthWithContext(t.Context())
+	if err != nil || !h.Initialized || h.Sealed || h.Version != vaulttest.Version {
+		t.Fatalf("health = %+v, %v; want an initialized, unsealed Vault %s", h, err, vaulttest.Version)
+	}
+}
+
+func TestServer_TokenRole(t *testing.T) {
+	t.Parallel()
+	s := vaulttest.Start(t)
+	s.TokenRole(t, "demo", 5*time.Minute)
+	role, err := s.Client.Logical().ReadWithContext(t.Context(), "auth/token/roles/demo")
+	if err != nil || role == nil {
+		t.Fatalf("read role = %v, %v", role, err)
+	}
+	if got, _ := role.Data["token_explicit_max_ttl"].(json.Number).Int64(); got != 300 {
+		t.Errorf("token_explicit_max_ttl = %d, want 300", got)
+	}
+	if orphan, _ := role.Data["orphan"].(bool); !orphan {
+		t.Errorf("orphan = false, want true")
+	}
+	tok := s.Token(t, "writ-test-demo")
+	// Without the default policy the token cannot even look itself up.
+	info, err := s.Client.Auth().Token().LookupWithContext(t.Context(), tok)
+	if err != nil {
+		t.Fatalf("lookup token: %v", err)
+	}
+	if p, _ := info.Data["policies"].([]any); len(p) != 1 || p[0] != "writ-test-demo" {
+		t.Errorf("token policies = %v, want [writ-test-demo]", p)
+	}
+}
