@@ -11,15 +11,34 @@
 //
 // # Buckets and keys
 //
-//	meta     "schema_version" → 8-byte big-endian uint64, currently 1.
-//	         Open refuses a larger version (ErrUnsupportedSchema).
-//	ledger   8-byte big-endian sequence number → audit.Encode(entry)
+//	meta      "schema_version" → 8-byte big-endian uint64, currently 1.
+//	          Open refuses a larger version (ErrUnsupportedSchema).
+//	ledger    8-byte big-endian sequence number → audit.Encode(entry)
+//	requests  request ID → request record (JSON)
+//	grants    request ID + "/" + grant ID → grant record (JSON)
+//	grants_by_beneficiary
+//	          beneficiary + 0x00 + issued-at + grant ID → the grants key
+//	revocations
+//	          revoke item ID (kind + ":" + credential ID) → item record (JSON)
+//	denied_jtis
+//	          jti → {"v":1,"expires":…} (JSON)
+//
+// Issued-at is Unix nanoseconds, 8 bytes big-endian with the sign bit
+// flipped, so an index scan is in time order. Grant IDs may not contain
+// "/" and beneficiaries may not contain NUL, so keys split unambiguously.
+//
+// The JSON records carry explicit field names and a record version ("v",
+// currently 1); a record with another version, or that does not match its
+// key, is refused with ErrCorruptRecord, never half-read or overwritten.
+// A request record also holds the request's compare-and-swap Version: 1 on
+// create, one more per UpdateRequest. Adding a bucket is backward
+// compatible and does not change the schema version.
 //
 // Ledger keys are the entry's Seq, so bbolt's byte order is sequence order
 // and the last key is the head. Each value carries its own format version
 // (the "v" field of the canonical encoding, see package audit), so records
 // are versioned independently of the schema; the schema version changes only
-// when the bucket layout does. A read-only Open of a file that has no ledger
+// when the bucket layout changes incompatibly. A read-only Open of a file that has no ledger
 // bucket (one written by another tool, or before the first writable Open)
 // reads as an empty ledger.
 //
@@ -33,4 +52,20 @@
 // way, inside the transaction it reads the head, calls build, checks the
 // result with audit.CheckNext and puts it; Batch may rerun this, which is
 // safe because everything is recomputed from the head each time.
+//
+// # Approval requests
+//
+// UpdateRequest reads, calls its function and writes in one bbolt write
+// transaction; bbolt runs one writer at a time, so that is the
+// compare-and-swap (the etcd backend uses Txn on ModRevision instead).
+// AddGrant reads the request in the same transaction to index the grant
+// by beneficiary. Lists scan their bucket, which is fine for one broker's
+// thousands of requests.
+//
+// # Revocation queue
+//
+// Revocations returns the revoke.Queue view of the store. Due claims items
+// by moving their NextAt forward by a lease in the same write
+// transaction, so concurrent RunOnce calls never share an item. It scans
+// the bucket, fine for the few revocations ever outstanding.
 package boltstore

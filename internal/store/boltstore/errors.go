@@ -15,3 +15,9 @@ var ErrInsecurePermissions = errors.New("database file is accessible to group or
 // ErrUnsupportedSchema is returned by Open when the database was written by
 // a newer Writ whose schema version this one does not know.
 var ErrUnsupportedSchema = errors.New("unsupported database schema version")
+
+// ErrCorruptRecord is returned when a stored request, grant, revocation or
+// deny-list record cannot be decoded, has a record version this Writ does
+// not read, or does not match the key it is stored under. Nothing is
+// written over such a record: the caller fails closed.
+var ErrCorruptRecord = errors.New("corrupt or unreadable record")

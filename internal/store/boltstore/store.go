@@ -20,7 +20,18 @@ var (
 	metaBucket       = []byte("meta")
 	ledgerBucket     = []byte("ledger")
 	schemaVersionKey = []byte("schema_version")
+
+	requestsBucket      = []byte("requests")
+	grantsBucket        = []byte("grants")
+	grantsByBenefBucket = []byte("grants_by_beneficiary")
+	revocationsBucket   = []byte("revocations")
+	deniedJTIsBucket    = []byte("denied_jtis")
 )
+
+// dataBuckets are created by a writable Open next to the ledger. Adding a
+// bucket is backward compatible (older code ignores it), so it does not
+// change schemaVersion.
+var dataBuckets = [][]byte{ledgerBucket, requestsBucket, grantsBucket, grantsByBenefBucket, revocationsBucket, deniedJTIsBucket}
 
 // fileMode is the mode Open creates the database file with.
 const fileMode fs.FileMode = 0o600
@@ -119,8 +130,10 @@ func initSchema(tx *bolt.Tx) error {
 	} else if err := checkSchema(tx); err != nil {
 		return err
 	}
-	if _, err := tx.CreateBucketIfNotExists(ledgerBucket); err != nil {
-		return fmt.Errorf("create bucket %s: %w", ledgerBucket, err)
+	for _, name := range dataBuckets {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return fmt.Errorf("create bucket %s: %w", name, err)
+		}
 	}
 	return nil
 }
