@@ -36,6 +36,14 @@ type Config struct {
 	// Logger receives key lifecycle and issuance events. Defaults to
 	// discarding them.
 	Logger *slog.Logger
+	// DenyList, if set, receives the jti of every revoked JWT so relying
+	// parties can refuse it before it expires. Without it Revoke fails.
+	DenyList DenyList
+}
+
+// DenyList durably records revoked JWT IDs until they expire.
+type DenyList interface {
+	DenyJTI(ctx context.Context, jti string, exp time.Time) error
 }
 
 // Issuer mints JWTs for grants. It is safe for concurrent use.
@@ -47,6 +55,7 @@ type Issuer struct {
 	jwks   []byte
 	now    func() time.Time
 	log    *slog.Logger
+	deny   DenyList
 }
 
 // claims are the claims of an issued token.
@@ -112,6 +121,7 @@ func New(cfg Config) (*Issuer, error) {
 		jwks:   set,
 		now:    cfg.Now,
 		log:    cfg.Logger,
+		deny:   cfg.DenyList,
 	}, nil
 }
 
@@ -193,9 +203,23 @@ func (i *Issuer) check(g approval.Grant, now time.Time) error {
 	return nil
 }
 
-// Revoke does nothing and returns nil: a JWT stays valid until its exp, which
-// is why grants are short. A deny-list of revoked jti values, published to
-// relying parties, may come later.
+// Revoke adds the JWT's jti (ref.ID) to the deny-list relying parties read
+// beside the JWKS (see RevokedHandler), where it stays until ref.Expires. A
+// JWT cannot be recalled: relying parties that do not check the list accept
+// it until it expires, which is why grants are short. An already expired
+// token needs nothing. Without a DenyList, Revoke returns ErrNoDenyList.
 func (i *Issuer) Revoke(ctx context.Context, ref approval.CredentialRef) error {
+	if ref.Kind != approval.KindJWT || ref.ID == "" {
+		return fmt.Errorf("revoke: %q credential %q is not a JWT: %w", ref.Kind, ref.ID, approval.ErrInvalid)
+	}
+	if !ref.Expires.IsZero() && !ref.Expires.After(i.now()) {
+		return nil
+	}
+	if i.deny == nil {
+		return fmt.Errorf("revoke jwt %s: %w", ref.ID, ErrNoDenyList)
+	}
+	if err := i.deny.DenyJTI(ctx, ref.ID, ref.Expires); err != nil {
+		return fmt.Errorf("revoke jwt %s: %w", ref.ID, err)
+	}
 	return nil
 }

@@ -8,9 +8,12 @@ import (
 	"encoding/pem"
 	"errors"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -342,12 +345,93 @@ func TestIssuer_Issue_NeverOutlivesGrant(t *testing.T) {
 	}
 }
 
+// memDenyList records denied JWT IDs.
+type memDenyList struct {
+	mu     sync.Mutex
+	denied map[string]time.Time
+	err    error
+}
+
+func (m *memDenyList) DenyJTI(_ context.Context, jti string, exp time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.err != nil {
+		return m.err
+	}
+	if m.denied == nil {
+		m.denied = map[string]time.Time{}
+	}
+	m.denied[jti] = exp
+	return nil
+}
+
 func TestIssuer_Revoke(t *testing.T) {
 	t.Parallel()
-	iss, _ := newIssuer(t, jwtissuer.AlgEdDSA, epoch)
-	ref := approval.CredentialRef{Kind: approval.KindJWT, ID: "grant-0001", Expires: epoch.Add(time.Minute)}
-	if err := iss.Revoke(t.Context(), ref); err != nil {
-		t.Fatalf("Revoke() err = %v, want nil", err)
+	live := approval.CredentialRef{Kind: approval.KindJWT, ID: "grant-0001", Expires: epoch.Add(time.Minute)}
+	tests := []struct {
+		name       string
+		deny       *memDenyList
+		ref        approval.CredentialRef
+		wantErr    error
+		wantDenied bool
+	}{
+		{name: "live token goes on the deny-list until it expires", deny: &memDenyList{}, ref: live, wantDenied: true},
+		{name: "expired token needs nothing", deny: &memDenyList{}, ref: approval.CredentialRef{Kind: approval.KindJWT, ID: "old", Expires: epoch}},
+		{name: "no deny-list fails instead of pretending", ref: live, wantErr: jwtissuer.ErrNoDenyList},
+		{name: "deny-list failure is reported", deny: &memDenyList{err: errors.New("disk full")}, ref: live, wantErr: errAnyErr},
+		{name: "not a JWT", deny: &memDenyList{}, ref: approval.CredentialRef{Kind: approval.KindVaultToken, ID: "acc"}, wantErr: approval.ErrInvalid},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := jwtissuer.Config{KeyFile: filepath.Join(t.TempDir(), "k.pem"), Issuer: testIssuer, Now: func() time.Time { return epoch }}
+			if tt.deny != nil {
+				cfg.DenyList = tt.deny
+			}
+			iss, err := jwtissuer.New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = iss.Revoke(t.Context(), tt.ref)
+			switch {
+			case tt.wantErr == errAnyErr:
+				if err == nil {
+					t.Fatal("Revoke() err = nil, want an error")
+				}
+			case tt.wantErr != nil:
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("Revoke() err = %v, want %v", err, tt.wantErr)
+				}
+			case err != nil:
+				t.Fatalf("Revoke() err = %v", err)
+			}
+			if tt.deny != nil {
+				_, denied := tt.deny.denied[tt.ref.ID]
+				if denied != tt.wantDenied {
+					t.Errorf("jti %q on deny-list = %v, want %v", tt.ref.ID, denied, tt.wantDenied)
+				}
+			}
+		})
+	}
+}
+
+var errAnyErr = errors.New("any error")
+
+func TestRevokedHandler(t *testing.T) {
+	t.Parallel()
+	list := func(context.Context, time.Time) ([]jwtissuer.Revoked, error) {
+		return []jwtissuer.Revoked{{JTI: "g_1", Expires: epoch.Add(time.Minute)}}, nil
+	}
+	rec := httptest.NewRecorder()
+	jwtissuer.RevokedHandler(list, func() time.Time { return epoch }).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"jti":"g_1"`) {
+		t.Errorf("GET = %d %s", rec.Code, rec.Body.String())
+	}
+	failing := func(context.Context, time.Time) ([]jwtissuer.Revoked, error) { return nil, errors.New("boom") }
+	rec = httptest.NewRecorder()
+	jwtissuer.RevokedHandler(failing, nil).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Errorf("GET with a failing list = %d, want 503 (never an empty list)", rec.Code)
 	}
 }
 
