@@ -1,7 +1,27 @@
 // Package approval is Writ's domain: entitlements, eligibility, the decision
-// whether a principal may hold a credential, and the grant handed to an issuer.
+// whether a principal may hold a credential, the request lifecycle with its
+// separation of duties, and the grant handed to an issuer.
 //
 // It imports only the standard library. It knows nothing about gRPC, SPIFFE
 // libraries, stores, Vault or the ledger: the broker records what happened.
 // Every function that depends on time takes it as an argument.
+//
+// # Requests and approvals
+//
+// An entitlement with approval mode "approvers" is granted only under an
+// approval. A request moves through these states:
+//
+//	NewRequest ─▶ pending ──ApplyReview (every stage satisfied)──▶ approved ──Revoke──▶ revoked
+//	                 │                                                 │
+//	                 ├──ApplyReview (deny)──▶ denied                   └──Expire (window ended)──▶ expired
+//	                 ├──Cancel (requester)──▶ cancelled
+//	                 └──Expire (pending deadline passed)──▶ expired
+//
+// Denied, cancelled, revoked and expired are final. Reviews follow the
+// separation of duties: the requester and the beneficiary never review,
+// nobody reviews twice, and each approval counts toward one stage only (see
+// ApplyReview). The approval window starts when the last needed approval
+// arrives and lasts the requested duration; DecideUnder never lets a grant
+// outlive it. Service applies these pure functions inside the Store's
+// compare-and-swap.
 package approval

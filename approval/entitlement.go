@@ -35,7 +35,8 @@ type Mode string
 const (
 	// ModeAuto approves every eligible request, subject to an optional condition.
 	ModeAuto Mode = "auto"
-	// ModeApprovers needs people to approve (not yet supported).
+	// ModeApprovers needs people to approve: every Stage of the entitlement
+	// must be satisfied before credentials may be minted (see ApplyReview).
 	ModeApprovers Mode = "approvers"
 )
 
@@ -82,11 +83,13 @@ type Entitlement struct {
 	Stages []Stage
 	// Window is the longest an approval may last (ModeApprovers).
 	Window time.Duration
-	// PendingTTL is how long a request may wait for reviews.
+	// PendingTTL is how long a request may wait for reviews; zero means
+	// DefaultPendingTTL.
 	PendingTTL time.Duration
 	// Reason constrains requesters' reasons.
 	Reason ReasonRule
-	// TicketPattern, if set, is a regular expression tickets must match.
+	// TicketPattern, if set, is a regular expression (RE2 syntax) that a
+	// ticket must match in full.
 	TicketPattern string
 }
 

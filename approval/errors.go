@@ -53,3 +53,7 @@ var ErrNotApproved = errors.New("no live approval")
 
 // ErrWindowEnded is returned when the approval's window is over.
 var ErrWindowEnded = errors.New("approval window has ended")
+
+// ErrNotRequester is returned when someone other than the requester tries to
+// cancel a request.
+var ErrNotRequester = errors.New("only the requester may cancel a request")

@@ -49,7 +49,8 @@ type Stage struct {
 type ReasonRule struct {
 	// Required makes an empty reason an error.
 	Required bool
-	// Pattern, if set, is a regular expression the reason must match.
+	// Pattern, if set, is a regular expression (RE2 syntax) the reason must
+	// match in full.
 	Pattern string
 	// MaxLen bounds the reason's length in bytes; 0 means DefaultMaxReasonLen.
 	MaxLen int

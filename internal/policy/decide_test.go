@@ -89,3 +89,64 @@ func TestPolicy_Decide_ConditionErrorDenies(t *testing.T) {
 		t.Errorf("Decide() err = %v, want a division by zero error", err)
 	}
 }
+
+// TestPolicy_Approvers runs a request for orders-db.write from
+// testdata/valid.yaml through the file's reason and ticket rules, its two
+// stages and a grant under the approval.
+func TestPolicy_Approvers(t *testing.T) {
+	t.Parallel()
+	p, err := Load(filepath.Join("testdata", "valid.yaml"))
+	if err != nil {
+		t.Fatalf("Load() err = %v", err)
+	}
+	e, err := p.Lookup("orders-db.write")
+	if err != nil {
+		t.Fatal(err)
+	}
+	valid := approval.RequestInput{
+		ID: "r1", Requester: "oidc:https://idp#rita", Beneficiary: "spiffe://writ.dev/ns/prod/sa/migrate",
+		Entitlement: "orders-db.write", Duration: 2 * time.Hour, Reason: "backfill the new column", Ticket: "CHG-42",
+	}
+	refused := []struct {
+		name    string
+		change  func(*approval.RequestInput)
+		wantErr error
+	}{
+		{"reason too short for the pattern", func(in *approval.RequestInput) { in.Reason = "backfill" }, approval.ErrInvalid},
+		{"reason over max_len 500", func(in *approval.RequestInput) { in.Reason = "b" + strings.Repeat("x", 500) }, approval.ErrInvalid},
+		{"ticket not INC or CHG", func(in *approval.RequestInput) { in.Ticket = "JIRA-42" }, approval.ErrInvalid},
+		{"duration above the 8h window", func(in *approval.RequestInput) { in.Duration = 9 * time.Hour }, approval.ErrTTLTooLong},
+	}
+	for _, tt := range refused {
+		in := valid
+		tt.change(&in)
+		if _, err := approval.NewRequest(in, e, now); !errors.Is(err, tt.wantErr) {
+			t.Errorf("%s: NewRequest() err = %v, want %v", tt.name, err, tt.wantErr)
+		}
+	}
+
+	r, err := approval.NewRequest(valid, e, now)
+	if err != nil {
+		t.Fatalf("NewRequest() err = %v", err)
+	}
+	if want := now.Add(12 * time.Hour); !r.PendingUntil.Equal(want) {
+		t.Errorf("PendingUntil = %v, want pending_ttl 12h later (%v)", r.PendingUntil, want)
+	}
+	at := now.Add(time.Hour)
+	for i, rev := range []approval.Review{
+		{Reviewer: "oidc:https://idp#alice", Groups: []string{"dba"}, Decision: approval.DecisionApprove},
+		{Reviewer: "oidc:https://idp#bob", Groups: []string{"dba", "sre"}, Decision: approval.DecisionApprove},
+		{Reviewer: "oidc:https://idp#carol", Groups: []string{"sre"}, Decision: approval.DecisionApprove},
+	} {
+		if _, err := approval.ApplyReview(&r, e, rev, at); err != nil {
+			t.Fatalf("review %d: ApplyReview() err = %v", i, err)
+		}
+	}
+	if r.State != approval.StateApproved || !r.WindowEnd.Equal(at.Add(2*time.Hour)) {
+		t.Fatalf("after three reviews: %s until %v, want approved until %v", r.State, r.WindowEnd, at.Add(2*time.Hour))
+	}
+	g, err := p.DecideUnder(context.Background(), "g1", r, 0, at)
+	if err != nil || g.TTL != 30*time.Minute || g.RequestID != "r1" || g.Recipe.Role != "writ-orders-write" {
+		t.Errorf("DecideUnder() = %+v, %v; want a 30m writ-orders-write grant under r1", g, err)
+	}
+}

@@ -26,8 +26,44 @@
 //	      jwt: {audience: [orders-api]}     # a JWT; at least one audience
 //	      # vault_token: {role: writ-orders} # a Vault token; role [a-zA-Z0-9_-]+
 //	    approval:
-//	      mode: auto                # auto (approvers, break_glass: not yet supported)
+//	      mode: auto                # auto or approvers (break_glass: not yet supported)
 //	      condition: 'request.ttl <= duration("10m")'  # optional, mode auto only
+//
+// # Approvers
+//
+// With mode approvers, credentials are minted only under an approval given
+// by people:
+//
+//	approval:
+//	  mode: approvers
+//	  stages:                   # required; every stage must be satisfied
+//	    - {groups: [dba], min: 2}             # 2 distinct people from dba
+//	    - {groups: [security, sre], min: 1}   # then 1 from security or sre
+//	  window: 8h                # required; > 0 and <= 168h (7 days)
+//	  pending_ttl: 24h          # optional; default 24h, <= 168h
+//	  reason: {required: true, pattern: '^[A-Za-z].{9,}$', max_len: 500}  # optional
+//	  ticket: '^(INC|CHG)-[0-9]+$'                                        # optional
+//
+// A stage needs min (1 to 10) distinct people from any of its groups (group
+// names are the approvers' OIDC group claims; each listed once per stage).
+// The requester and the beneficiary never count, nobody counts twice, and
+// one person counts toward one stage only: the first stage, in file order,
+// that still needs approvals and lists one of their groups. Any approver of
+// any stage may deny.
+//
+// window is how long an approval lasts; it starts when the last needed
+// approval arrives, and every credential minted under it expires by its
+// end (and within max_ttl). A request asking for longer than the window is
+// refused. pending_ttl is how long a request waits for reviews before it
+// expires.
+//
+// reason constrains the requester's reason: required rejects an empty one,
+// pattern must match the whole reason when one is given, and max_len (1 to
+// 4096 bytes, default 1024) bounds it. ticket, if set, is a pattern every
+// request's ticket must match in full, so it makes a ticket required.
+// Patterns use Go's RE2 syntax (no backreferences or lookaround), at most
+// 512 bytes. stages, window, pending_ttl, reason and ticket are errors with
+// mode auto, and condition is an error with mode approvers.
 //
 // # Conditions
 //

@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"fmt"
 	"regexp"
 	"strings"
 	"time"
@@ -22,7 +21,7 @@ var (
 var (
 	entitlementFields = []string{"name", "owner", "purpose", "max_ttl", "requesters", "issuer", "approval"}
 	issuerFields      = []string{string(approval.KindJWT), string(approval.KindVaultToken)}
-	approvalFields    = []string{"mode", "condition"}
+	approvalFields    = []string{"mode", "condition", "stages", "window", "pending_ttl", "reason", "ticket"}
 )
 
 // modeBreakGlass is recognised so that a policy written for a later version
@@ -33,7 +32,7 @@ const modeBreakGlass approval.Mode = "break_glass"
 // those this version can decide.
 var (
 	knownModes     = []approval.Mode{approval.ModeAuto, approval.ModeApprovers, modeBreakGlass}
-	supportedModes = []approval.Mode{approval.ModeAuto}
+	supportedModes = []approval.Mode{approval.ModeAuto, approval.ModeApprovers}
 )
 
 // entitlement decodes one entry of the entitlements list. It returns nil if
@@ -72,7 +71,7 @@ func (d *decoder) entitlement(n *yaml.Node, path, trustDomain string, tdOK bool)
 		e.Recipe = d.issuer(f.val, join(path, "issuer"))
 	}
 	if f, ok := fields["approval"]; ok {
-		e.Mode, e.Condition = d.approval(f.val, join(path, "approval"))
+		d.approval(f.val, join(path, "approval"), e)
 	}
 	if !nameOK {
 		return nil, nil
@@ -82,19 +81,24 @@ func (d *decoder) entitlement(n *yaml.Node, path, trustDomain string, tdOK bool)
 
 // maxTTL decodes a duration in (0, MaxTTLLimit].
 func (d *decoder) maxTTL(n *yaml.Node, path string) time.Duration {
+	return d.duration(n, path, MaxTTLLimit, "24h; ask for shorter credentials and request again")
+}
+
+// duration decodes a duration in (0, limit]; limitMsg describes the limit.
+func (d *decoder) duration(n *yaml.Node, path string, limit time.Duration, limitMsg string) time.Duration {
 	if !d.kind(n, path, yaml.ScalarNode, "a duration such as 15m") {
 		return 0
 	}
-	ttl, err := time.ParseDuration(n.Value)
+	v, err := time.ParseDuration(n.Value)
 	switch {
 	case err != nil:
 		d.errorf(n, path, "%q is not a duration (use e.g. 90s, 15m, 2h)", n.Value)
-	case ttl <= 0:
+	case v <= 0:
 		d.errorf(n, path, "%q must be greater than zero", n.Value)
-	case ttl > MaxTTLLimit:
-		d.errorf(n, path, "%q is above the limit of 24h; ask for shorter credentials and request again", n.Value)
+	case v > limit:
+		d.errorf(n, path, "%q is above the limit of %s", n.Value, limitMsg)
 	}
-	return ttl
+	return v
 }
 
 // requesters decodes the eligibility rules. When the policy's trust domain
@@ -180,56 +184,4 @@ func (d *decoder) issuer(n *yaml.Node, path string) approval.Recipe {
 		}
 	}
 	return r
-}
-
-// approval decodes the approval mode and its optional condition.
-func (d *decoder) approval(n *yaml.Node, path string) (approval.Mode, approval.Condition) {
-	fields, ok := d.mapping(n, path, approvalFields, []string{"mode"})
-	if !ok {
-		return "", nil
-	}
-	var mode approval.Mode
-	modeKnown := false
-	if f, ok := fields["mode"]; ok {
-		mp := join(path, "mode")
-		if s, ok := d.str(f.val, mp); ok {
-			mode = approval.Mode(s)
-			switch {
-			case contains(modeNames(supportedModes), s):
-				modeKnown = true
-			case contains(modeNames(knownModes), s):
-				modeKnown = true
-				d.report(f.val, mp, approval.ErrUnsupported, fmt.Sprintf("%q is not supported yet by this version of writd (supported: %s)", s, strings.Join(modeNames(supportedModes), ", ")))
-			default:
-				d.errorf(f.val, mp, "%q is not an approval mode (valid: %s)", s, strings.Join(modeNames(knownModes), ", "))
-			}
-		}
-	}
-	f, ok := fields["condition"]
-	if !ok {
-		return mode, nil
-	}
-	cp := join(path, "condition")
-	if modeKnown && mode != approval.ModeAuto {
-		d.errorf(f.key, cp, "is allowed only with mode auto")
-		return mode, nil
-	}
-	expr, ok := d.str(f.val, cp)
-	if !ok {
-		return mode, nil
-	}
-	c, err := compile(expr)
-	if err != nil {
-		d.errorf(f.val, cp, "%s", err)
-		return mode, nil
-	}
-	return mode, c
-}
-
-func modeNames(modes []approval.Mode) []string {
-	out := make([]string, len(modes))
-	for i, m := range modes {
-		out[i] = string(m)
-	}
-	return out
 }

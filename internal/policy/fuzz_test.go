@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/writ-dev/writ/approval"
 )
 
 // FuzzParse checks that Parse never panics, that it returns a policy or an
@@ -24,6 +26,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(head + entitlement))
 	f.Add([]byte(with("      mode: auto\n", "      mode: auto\n      condition: 'request.path.startsWith(\"/ns/\") && now < timestamp(\"2031-01-01T00:00:00Z\")'\n")))
 	f.Add([]byte(with("jwt: {audience: [orders-api]}", "vault_token: {role: r}", "mode: auto", "mode: approvers")))
+	f.Add([]byte(approvers(stagesAndWindow + "      reason: {required: true, pattern: '^[A-Z].*$', max_len: 100}\n      ticket: 'CHG-[0-9]+'\n")))
 	f.Add([]byte("a: &a [*a, *a]\nb: *a\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) > 64<<10 {
@@ -47,6 +50,23 @@ func FuzzParse(f *testing.F) {
 		for name, e := range p.Entitlements {
 			if e.Name != name || e.MaxTTL <= 0 || e.MaxTTL > MaxTTLLimit || len(e.Requesters) == 0 || e.Recipe.Kind == "" || e.Owner == "" {
 				t.Errorf("accepted an invalid entitlement: %+v", e)
+			}
+			switch e.Mode {
+			case approval.ModeAuto:
+				if len(e.Stages) != 0 || e.Window != 0 || e.PendingTTL != 0 || e.Reason != (approval.ReasonRule{}) || e.TicketPattern != "" {
+					t.Errorf("accepted approver fields with mode auto: %+v", e)
+				}
+			case approval.ModeApprovers:
+				if len(e.Stages) == 0 || e.Window <= 0 || e.Window > WindowLimit || e.PendingTTL <= 0 || e.PendingTTL > PendingTTLLimit || e.Condition != nil {
+					t.Errorf("accepted an invalid approvers entitlement: %+v", e)
+				}
+				for _, s := range e.Stages {
+					if len(s.Groups) == 0 || s.Min < 1 || s.Min > MaxStageApprovers {
+						t.Errorf("accepted an invalid stage: %+v", s)
+					}
+				}
+			default:
+				t.Errorf("accepted approval mode %q", e.Mode)
 			}
 		}
 	})

@@ -43,6 +43,16 @@ func with(oldnew ...string) string {
 	return doc
 }
 
+// approvers returns the valid document with mode approvers and the given
+// approval fields, which start on line 14.
+func approvers(fields string) string {
+	return with("      mode: auto\n", "      mode: approvers\n"+fields)
+}
+
+// stagesAndWindow are the approval fields every approvers entitlement needs,
+// on lines 14 to 16.
+const stagesAndWindow = "      stages:\n        - {groups: [dba], min: 2}\n      window: 8h\n"
+
 // wantErr is one expected problem: the exact "file:line: path: " prefix and
 // a distinctive part of the message.
 type wantErr struct {
@@ -244,13 +254,13 @@ func TestParse_Errors(t *testing.T) {
 			[]wantErr{{"policy.yaml:11: entitlements[0].issuer.vault_token.role: ", `".." is not a valid Vault token role name`}}},
 
 		// Approval.
-		{"mode approvers", with("mode: auto", "mode: approvers"),
-			[]wantErr{{"policy.yaml:13: entitlements[0].approval.mode: ", `"approvers" is not supported yet by this version of writd (supported: auto)`}}},
 		{"mode break_glass", with("mode: auto", "mode: break_glass"),
-			[]wantErr{{"policy.yaml:13: entitlements[0].approval.mode: ", `"break_glass" is not supported yet by this version of writd (supported: auto)`}}},
+			[]wantErr{{"policy.yaml:13: entitlements[0].approval.mode: ", `"break_glass" is not supported yet by this version of writd (supported: auto, approvers)`}}},
 		{"unknown mode", with("mode: auto", "mode: manual"),
 			[]wantErr{{"policy.yaml:13: entitlements[0].approval.mode: ", `"manual" is not an approval mode (valid: auto, approvers, break_glass)`}}},
-		{"condition without mode auto", with("      mode: auto\n", "      mode: approvers\n      condition: 'true'\n"),
+		{"condition without mode auto", approvers(stagesAndWindow + "      condition: 'true'\n"),
+			[]wantErr{{"policy.yaml:17: entitlements[0].approval.condition: ", "is allowed only with mode auto"}}},
+		{"condition with an unsupported mode", with("      mode: auto\n", "      mode: break_glass\n      condition: 'true'\n"),
 			[]wantErr{
 				{"policy.yaml:13: entitlements[0].approval.mode: ", "is not supported yet"},
 				{"policy.yaml:14: entitlements[0].approval.condition: ", "is allowed only with mode auto"},
@@ -269,6 +279,87 @@ func TestParse_Errors(t *testing.T) {
 			[]wantErr{{"policy.yaml:14: entitlements[0].approval.condition: ", "must evaluate to a bool, but its type is google.protobuf.Duration"}}},
 		{"condition is dyn", with("      mode: auto\n", "      mode: auto\n      condition: 'dyn(true)'\n"),
 			[]wantErr{{"policy.yaml:14: entitlements[0].approval.condition: ", "must evaluate to a bool, but its type is dyn"}}},
+
+		// Approvers.
+		{"approvers without stages and window", with("mode: auto", "mode: approvers"),
+			[]wantErr{
+				{"policy.yaml:13: entitlements[0].approval: ", `missing required field "stages": mode approvers needs at least one stage`},
+				{"policy.yaml:13: entitlements[0].approval: ", `missing required field "window": how long an approval lasts`},
+			}},
+		{"no stages", approvers("      stages: []\n      window: 8h\n"),
+			[]wantErr{{"policy.yaml:14: entitlements[0].approval.stages: ", "at least one stage is required"}}},
+		{"stages as a mapping", approvers("      stages: {groups: [dba], min: 1}\n      window: 8h\n"),
+			[]wantErr{{"policy.yaml:14: entitlements[0].approval.stages: ", "must be a list, got a mapping"}}},
+		{"stage without groups or min", approvers("      stages:\n        - {}\n      window: 8h\n"),
+			[]wantErr{
+				{"policy.yaml:15: entitlements[0].approval.stages[0]: ", `missing required field "groups"`},
+				{"policy.yaml:15: entitlements[0].approval.stages[0]: ", `missing required field "min"`},
+			}},
+		{"unknown stage field", approvers("      stages:\n        - {groups: [dba], min: 1, max: 2}\n      window: 8h\n"),
+			[]wantErr{{"policy.yaml:15: entitlements[0].approval.stages[0].max: ", "unknown field; did you mean \"min\"? (allowed here: groups, min)"}}},
+		{"min zero", approvers("      stages:\n        - {groups: [dba], min: 0}\n      window: 8h\n"),
+			[]wantErr{{"policy.yaml:15: entitlements[0].approval.stages[0].min: ", "0 is out of range; use 1 to 10 approvers"}}},
+		{"min above ten", approvers("      stages:\n        - {groups: [dba], min: 11}\n      window: 8h\n"),
+			[]wantErr{{"policy.yaml:15: entitlements[0].approval.stages[0].min: ", "11 is out of range; use 1 to 10 approvers"}}},
+		{"min beyond an int", approvers("      stages:\n        - {groups: [dba], min: 99999999999999999999}\n      window: 8h\n"),
+			[]wantErr{{"policy.yaml:15: entitlements[0].approval.stages[0].min: ", "must be a whole number from 1 to 10, got the number 99999999999999999999"}}},
+		{"min in hexadecimal is still checked", approvers("      stages:\n        - {groups: [dba], min: 0x10}\n      window: 8h\n"),
+			[]wantErr{{"policy.yaml:15: entitlements[0].approval.stages[0].min: ", "0x10 is out of range; use 1 to 10 approvers"}}},
+		{"min as a word", approvers("      stages:\n        - {groups: [dba], min: two}\n      window: 8h\n"),
+			[]wantErr{{"policy.yaml:15: entitlements[0].approval.stages[0].min: ", `must be a whole number from 1 to 10, got the string "two"`}}},
+		{"min as a fraction", approvers("      stages:\n        - {groups: [dba], min: 1.5}\n      window: 8h\n"),
+			[]wantErr{{"policy.yaml:15: entitlements[0].approval.stages[0].min: ", "must be a whole number from 1 to 10, got the number 1.5"}}},
+		{"no groups", approvers("      stages:\n        - {groups: [], min: 1}\n      window: 8h\n"),
+			[]wantErr{{"policy.yaml:15: entitlements[0].approval.stages[0].groups: ", "at least one approver group is required"}}},
+		{"empty group", approvers("      stages:\n        - {groups: [dba, ''], min: 1}\n      window: 8h\n"),
+			[]wantErr{{"policy.yaml:15: entitlements[0].approval.stages[0].groups[1]: ", "must not be empty"}}},
+		{"group listed twice", approvers("      stages:\n        - {groups: [dba, sre, dba], min: 1}\n      window: 8h\n"),
+			[]wantErr{{"policy.yaml:15: entitlements[0].approval.stages[0].groups[2]: ", `"dba" is listed twice (also entitlements[0].approval.stages[0].groups[0])`}}},
+		{"window not a duration", approvers("      stages:\n        - {groups: [dba], min: 1}\n      window: 8 hours\n"),
+			[]wantErr{{"policy.yaml:16: entitlements[0].approval.window: ", `"8 hours" is not a duration (use e.g. 90s, 15m, 2h)`}}},
+		{"window zero", approvers("      stages:\n        - {groups: [dba], min: 1}\n      window: 0s\n"),
+			[]wantErr{{"policy.yaml:16: entitlements[0].approval.window: ", `"0s" must be greater than zero`}}},
+		{"window above seven days", approvers("      stages:\n        - {groups: [dba], min: 1}\n      window: 169h\n"),
+			[]wantErr{{"policy.yaml:16: entitlements[0].approval.window: ", `"169h" is above the limit of 168h (7 days)`}}},
+		{"pending_ttl negative", approvers(stagesAndWindow + "      pending_ttl: -1h\n"),
+			[]wantErr{{"policy.yaml:17: entitlements[0].approval.pending_ttl: ", `"-1h" must be greater than zero`}}},
+		{"pending_ttl above seven days", approvers(stagesAndWindow + "      pending_ttl: 200h\n"),
+			[]wantErr{{"policy.yaml:17: entitlements[0].approval.pending_ttl: ", `"200h" is above the limit of 168h (7 days)`}}},
+		{"reason as a string", approvers(stagesAndWindow + "      reason: required\n"),
+			[]wantErr{{"policy.yaml:17: entitlements[0].approval.reason: ", `must be a mapping, got the string "required"`}}},
+		{"unknown reason field", approvers(stagesAndWindow + "      reason: {min_len: 10}\n"),
+			[]wantErr{{"policy.yaml:17: entitlements[0].approval.reason.min_len: ", `unknown field; did you mean "max_len"? (allowed here: required, pattern, max_len)`}}},
+		{"reason required not a boolean", approvers(stagesAndWindow + "      reason: {required: yes}\n"),
+			[]wantErr{{"policy.yaml:17: entitlements[0].approval.reason.required: ", `must be true or false, got the string "yes"`}}},
+		{"reason pattern does not compile", approvers(stagesAndWindow + "      reason: {pattern: '^[A-Z'}\n"),
+			[]wantErr{{"policy.yaml:17: entitlements[0].approval.reason.pattern: ", `"^[A-Z" is not a valid regular expression (Go RE2 syntax): missing closing ]`}}},
+		{"reason pattern with a lookahead", approvers(stagesAndWindow + "      reason: {pattern: '(?=x)'}\n"),
+			[]wantErr{{"policy.yaml:17: entitlements[0].approval.reason.pattern: ", "invalid or unsupported Perl syntax"}}},
+		{"reason pattern too long", approvers(stagesAndWindow + "      reason: {pattern: '" + strings.Repeat("a", 513) + "'}\n"),
+			[]wantErr{{"policy.yaml:17: entitlements[0].approval.reason.pattern: ", "is 513 bytes long; the limit is 512"}}},
+		{"reason max_len zero", approvers(stagesAndWindow + "      reason: {max_len: 0}\n"),
+			[]wantErr{{"policy.yaml:17: entitlements[0].approval.reason.max_len: ", "0 is out of range; use 1 to 4096 bytes"}}},
+		{"reason max_len above 4096", approvers(stagesAndWindow + "      reason: {max_len: 5000}\n"),
+			[]wantErr{{"policy.yaml:17: entitlements[0].approval.reason.max_len: ", "5000 is out of range; use 1 to 4096 bytes"}}},
+		{"ticket pattern does not compile", approvers(stagesAndWindow + "      ticket: '(INC|CHG'\n"),
+			[]wantErr{{"policy.yaml:17: entitlements[0].approval.ticket: ", `"(INC|CHG" is not a valid regular expression (Go RE2 syntax): missing closing )`}}},
+		{"ticket pattern too long", approvers(stagesAndWindow + "      ticket: '" + strings.Repeat("a", 600) + "'\n"),
+			[]wantErr{{"policy.yaml:17: entitlements[0].approval.ticket: ", "is 600 bytes long; the limit is 512"}}},
+		{"ticket as a list", approvers(stagesAndWindow + "      ticket: [INC]\n"),
+			[]wantErr{{"policy.yaml:17: entitlements[0].approval.ticket: ", "must be a string, got a list"}}},
+		{"approver fields with mode auto", with("      mode: auto\n", "      mode: auto\n      stages: [{groups: [dba], min: 1}]\n      window: 8h\n      pending_ttl: 1h\n      reason: {required: true}\n      ticket: 'CHG-[0-9]+'\n"),
+			[]wantErr{
+				{"policy.yaml:14: entitlements[0].approval.stages: ", "is allowed only with mode approvers"},
+				{"policy.yaml:15: entitlements[0].approval.window: ", "is allowed only with mode approvers"},
+				{"policy.yaml:16: entitlements[0].approval.pending_ttl: ", "is allowed only with mode approvers"},
+				{"policy.yaml:17: entitlements[0].approval.reason: ", "is allowed only with mode approvers"},
+				{"policy.yaml:18: entitlements[0].approval.ticket: ", "is allowed only with mode approvers"},
+			}},
+		{"approver fields are still checked under an unsupported mode", with("      mode: auto\n", "      mode: break_glass\n      window: 8d\n"),
+			[]wantErr{
+				{"policy.yaml:13: entitlements[0].approval.mode: ", "is not supported yet"},
+				{"policy.yaml:14: entitlements[0].approval.window: ", `"8d" is not a duration`},
+			}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -313,6 +404,38 @@ func TestParse_Valid(t *testing.T) {
 				Requesters: []approval.Requester{{Pattern: "spiffe://writ.dev/ns/prod/sa/orders", ID: "spiffe://writ.dev/ns/prod/sa/orders"}},
 				Mode:       approval.ModeAuto,
 			},
+			"orders-db.write": {
+				Name:    "orders-db.write",
+				Owner:   "orders-team",
+				Purpose: "change the orders database schema and data",
+				Recipe:  approval.Recipe{Kind: approval.KindVaultToken, Role: "writ-orders-write"},
+				MaxTTL:  30 * time.Minute,
+				Requesters: []approval.Requester{
+					{Pattern: "spiffe://writ.dev/ns/prod/sa/orders", ID: "spiffe://writ.dev/ns/prod/sa/orders"},
+					{Pattern: "spiffe://writ.dev/ns/prod/sa/migrate", ID: "spiffe://writ.dev/ns/prod/sa/migrate"},
+				},
+				Mode: approval.ModeApprovers,
+				Stages: []approval.Stage{
+					{Groups: []string{"dba"}, Min: 2},
+					{Groups: []string{"security", "sre"}, Min: 1},
+				},
+				Window:        8 * time.Hour,
+				PendingTTL:    12 * time.Hour,
+				Reason:        approval.ReasonRule{Required: true, Pattern: "^[A-Za-z].{9,}$", MaxLen: 500},
+				TicketPattern: "^(INC|CHG)-[0-9]+$",
+			},
+			"payments-api.admin": {
+				Name:       "payments-api.admin",
+				Owner:      "payments-team",
+				Purpose:    "break-fix access to the payments admin API",
+				Recipe:     approval.Recipe{Kind: approval.KindJWT, Audience: []string{"payments-admin"}},
+				MaxTTL:     10 * time.Minute,
+				Requesters: []approval.Requester{{Pattern: "spiffe://writ.dev/ns/prod/sa/payments", ID: "spiffe://writ.dev/ns/prod/sa/payments"}},
+				Mode:       approval.ModeApprovers,
+				Stages:     []approval.Stage{{Groups: []string{"payments-oncall"}, Min: 1}},
+				Window:     time.Hour,
+				PendingTTL: approval.DefaultPendingTTL,
+			},
 		},
 	}
 	if diff := cmp.Diff(want, p, cmpopts.IgnoreFields(approval.Entitlement{}, "Condition")); diff != "" {
@@ -338,6 +461,9 @@ func TestParse_Accepts(t *testing.T) {
 		{"empty documents after the policy", head + entitlement + "---\n---\n# nothing\n"},
 		{"anchor without alias", with("trust_domain: writ.dev", "trust_domain: &td writ.dev")},
 		{"quoted and block strings", with("owner: platform-team", `owner: "platform-team"`, "purpose: demo credential", "purpose: >\n      demo\n      credential")},
+		{"approvers with every field", approvers(stagesAndWindow + "      pending_ttl: 168h\n      reason: {required: false, pattern: 'x', max_len: 4096}\n      ticket: '[A-Z]+-[0-9]+'\n")},
+		{"approvers in block style", approvers("      stages:\n        - groups:\n            - dba\n            - sre\n          min: 10\n        - groups: [security]\n          min: 1\n      window: 168h\n")},
+		{"the same group in two stages", approvers("      stages:\n        - {groups: [dba], min: 1}\n        - {groups: [dba, sre], min: 1}\n      window: 1m\n")},
 		{"block condition", with("      mode: auto\n", "      mode: auto\n      condition: |\n        request.ttl <= duration(\"10m\") &&\n        request.path.startsWith(\"/\")\n")},
 	}
 	for _, tt := range tests {
@@ -392,7 +518,7 @@ func TestLoad_Errors(t *testing.T) {
 
 func TestParse_ReportsAllProblemsSortedByLine(t *testing.T) {
 	t.Parallel()
-	doc := with("version: 1", "version: 3", "max_ttl: 15m", "max_ttl: 48h", "mode: auto", "mode: approvers") +
+	doc := with("version: 1", "version: 3", "max_ttl: 15m", "max_ttl: 48h", "mode: auto", "mode: break_glass") +
 		"  - name: Bad\n    owner: x\n"
 	_, err := Parse("p.yaml", []byte(doc))
 	checkErrs(t, err, []wantErr{
@@ -432,7 +558,7 @@ func TestParse_ErrorsAreClassified(t *testing.T) {
 		want error
 		not  error
 	}{
-		{"unsupported mode", with("mode: auto", "mode: approvers"), approval.ErrUnsupported, approval.ErrInvalid},
+		{"unsupported mode", with("mode: auto", "mode: break_glass"), approval.ErrUnsupported, approval.ErrInvalid},
 		{"invalid value", with("max_ttl: 15m", "max_ttl: 15x"), approval.ErrInvalid, approval.ErrUnsupported},
 	}
 	for _, tt := range tests {
