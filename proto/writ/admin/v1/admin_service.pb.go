@@ -7,9 +7,11 @@
 package adminv1
 
 import (
+	v1 "github.com/writ-dev/writ/proto/writ/broker/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -120,10 +122,14 @@ type Entitlement struct {
 	MaxTtl *durationpb.Duration `protobuf:"bytes,5,opt,name=max_ttl,json=maxTtl,proto3" json:"max_ttl,omitempty"`
 	// Requester patterns (SPIFFE IDs, exact or "/*" prefixes).
 	Requesters []string `protobuf:"bytes,6,rep,name=requesters,proto3" json:"requesters,omitempty"`
-	// Approval mode, e.g. "auto".
+	// Approval mode: "auto" or "approvers".
 	ApprovalMode string `protobuf:"bytes,7,opt,name=approval_mode,json=approvalMode,proto3" json:"approval_mode,omitempty"`
 	// CEL condition for auto approval, if any.
-	Condition     string `protobuf:"bytes,8,opt,name=condition,proto3" json:"condition,omitempty"`
+	Condition string `protobuf:"bytes,8,opt,name=condition,proto3" json:"condition,omitempty"`
+	// Approval stages (mode approvers).
+	Stages []*Stage `protobuf:"bytes,9,rep,name=stages,proto3" json:"stages,omitempty"`
+	// Longest approval window (mode approvers).
+	Window        *durationpb.Duration `protobuf:"bytes,10,opt,name=window,proto3" json:"window,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -214,14 +220,1273 @@ func (x *Entitlement) GetCondition() string {
 	return ""
 }
 
+func (x *Entitlement) GetStages() []*Stage {
+	if x != nil {
+		return x.Stages
+	}
+	return nil
+}
+
+func (x *Entitlement) GetWindow() *durationpb.Duration {
+	if x != nil {
+		return x.Window
+	}
+	return nil
+}
+
+// Stage is one step of an approval: min distinct people from any of groups.
+type Stage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Groups whose members may approve.
+	Groups []string `protobuf:"bytes,1,rep,name=groups,proto3" json:"groups,omitempty"`
+	// Distinct approvers needed.
+	Min           int32 `protobuf:"varint,2,opt,name=min,proto3" json:"min,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Stage) Reset() {
+	*x = Stage{}
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Stage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Stage) ProtoMessage() {}
+
+func (x *Stage) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Stage.ProtoReflect.Descriptor instead.
+func (*Stage) Descriptor() ([]byte, []int) {
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Stage) GetGroups() []string {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+func (x *Stage) GetMin() int32 {
+	if x != nil {
+		return x.Min
+	}
+	return 0
+}
+
+// WhoAmIRequest asks who the caller is.
+type WhoAmIRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WhoAmIRequest) Reset() {
+	*x = WhoAmIRequest{}
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WhoAmIRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WhoAmIRequest) ProtoMessage() {}
+
+func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WhoAmIRequest.ProtoReflect.Descriptor instead.
+func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{4}
+}
+
+// WhoAmIResponse describes the caller.
+type WhoAmIResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "oidc:<issuer>#<subject>" or a SPIFFE ID.
+	Principal string `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
+	// Groups from the ID token.
+	Groups []string `protobuf:"bytes,2,rep,name=groups,proto3" json:"groups,omitempty"`
+	// When the caller's token expires.
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WhoAmIResponse) Reset() {
+	*x = WhoAmIResponse{}
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WhoAmIResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WhoAmIResponse) ProtoMessage() {}
+
+func (x *WhoAmIResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WhoAmIResponse.ProtoReflect.Descriptor instead.
+func (*WhoAmIResponse) Descriptor() ([]byte, []int) {
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *WhoAmIResponse) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *WhoAmIResponse) GetGroups() []string {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+func (x *WhoAmIResponse) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+// ExplainPolicyRequest names a workload and an entitlement.
+type ExplainPolicyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The workload's SPIFFE ID.
+	SpiffeId string `protobuf:"bytes,1,opt,name=spiffe_id,json=spiffeId,proto3" json:"spiffe_id,omitempty"`
+	// The entitlement.
+	Entitlement   string `protobuf:"bytes,2,opt,name=entitlement,proto3" json:"entitlement,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExplainPolicyRequest) Reset() {
+	*x = ExplainPolicyRequest{}
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExplainPolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExplainPolicyRequest) ProtoMessage() {}
+
+func (x *ExplainPolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExplainPolicyRequest.ProtoReflect.Descriptor instead.
+func (*ExplainPolicyRequest) Descriptor() ([]byte, []int) {
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ExplainPolicyRequest) GetSpiffeId() string {
+	if x != nil {
+		return x.SpiffeId
+	}
+	return ""
+}
+
+func (x *ExplainPolicyRequest) GetEntitlement() string {
+	if x != nil {
+		return x.Entitlement
+	}
+	return ""
+}
+
+// ExplainPolicyResponse is the policy's answer.
+type ExplainPolicyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whether the workload is eligible.
+	Eligible bool `protobuf:"varint,1,opt,name=eligible,proto3" json:"eligible,omitempty"`
+	// The requester rule that matched, if any.
+	Rule string `protobuf:"bytes,2,opt,name=rule,proto3" json:"rule,omitempty"`
+	// The approval mode.
+	ApprovalMode string `protobuf:"bytes,3,opt,name=approval_mode,json=approvalMode,proto3" json:"approval_mode,omitempty"`
+	// Longest credential lifetime.
+	MaxTtl *durationpb.Duration `protobuf:"bytes,4,opt,name=max_ttl,json=maxTtl,proto3" json:"max_ttl,omitempty"`
+	// Longest approval window (mode approvers).
+	Window *durationpb.Duration `protobuf:"bytes,5,opt,name=window,proto3" json:"window,omitempty"`
+	// CEL condition (mode auto).
+	Condition string `protobuf:"bytes,6,opt,name=condition,proto3" json:"condition,omitempty"`
+	// Approvals needed (mode approvers).
+	Stages []*Stage `protobuf:"bytes,7,rep,name=stages,proto3" json:"stages,omitempty"`
+	// A sentence saying what would happen.
+	Summary       string `protobuf:"bytes,8,opt,name=summary,proto3" json:"summary,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExplainPolicyResponse) Reset() {
+	*x = ExplainPolicyResponse{}
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExplainPolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExplainPolicyResponse) ProtoMessage() {}
+
+func (x *ExplainPolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExplainPolicyResponse.ProtoReflect.Descriptor instead.
+func (*ExplainPolicyResponse) Descriptor() ([]byte, []int) {
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ExplainPolicyResponse) GetEligible() bool {
+	if x != nil {
+		return x.Eligible
+	}
+	return false
+}
+
+func (x *ExplainPolicyResponse) GetRule() string {
+	if x != nil {
+		return x.Rule
+	}
+	return ""
+}
+
+func (x *ExplainPolicyResponse) GetApprovalMode() string {
+	if x != nil {
+		return x.ApprovalMode
+	}
+	return ""
+}
+
+func (x *ExplainPolicyResponse) GetMaxTtl() *durationpb.Duration {
+	if x != nil {
+		return x.MaxTtl
+	}
+	return nil
+}
+
+func (x *ExplainPolicyResponse) GetWindow() *durationpb.Duration {
+	if x != nil {
+		return x.Window
+	}
+	return nil
+}
+
+func (x *ExplainPolicyResponse) GetCondition() string {
+	if x != nil {
+		return x.Condition
+	}
+	return ""
+}
+
+func (x *ExplainPolicyResponse) GetStages() []*Stage {
+	if x != nil {
+		return x.Stages
+	}
+	return nil
+}
+
+func (x *ExplainPolicyResponse) GetSummary() string {
+	if x != nil {
+		return x.Summary
+	}
+	return ""
+}
+
+// CreateRequestRequest asks for an entitlement for a workload.
+type CreateRequestRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The workload's SPIFFE ID.
+	Beneficiary string `protobuf:"bytes,1,opt,name=beneficiary,proto3" json:"beneficiary,omitempty"`
+	// The entitlement.
+	Entitlement string `protobuf:"bytes,2,opt,name=entitlement,proto3" json:"entitlement,omitempty"`
+	// Approval window, counted from approval.
+	Duration *durationpb.Duration `protobuf:"bytes,3,opt,name=duration,proto3" json:"duration,omitempty"`
+	// Why.
+	Reason string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Optional change or incident reference.
+	Ticket        string `protobuf:"bytes,5,opt,name=ticket,proto3" json:"ticket,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateRequestRequest) Reset() {
+	*x = CreateRequestRequest{}
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateRequestRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateRequestRequest) ProtoMessage() {}
+
+func (x *CreateRequestRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateRequestRequest.ProtoReflect.Descriptor instead.
+func (*CreateRequestRequest) Descriptor() ([]byte, []int) {
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *CreateRequestRequest) GetBeneficiary() string {
+	if x != nil {
+		return x.Beneficiary
+	}
+	return ""
+}
+
+func (x *CreateRequestRequest) GetEntitlement() string {
+	if x != nil {
+		return x.Entitlement
+	}
+	return ""
+}
+
+func (x *CreateRequestRequest) GetDuration() *durationpb.Duration {
+	if x != nil {
+		return x.Duration
+	}
+	return nil
+}
+
+func (x *CreateRequestRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *CreateRequestRequest) GetTicket() string {
+	if x != nil {
+		return x.Ticket
+	}
+	return ""
+}
+
+// CreateRequestResponse returns the new request.
+type CreateRequestResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The request, pending.
+	Request       *v1.AccessRequest `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateRequestResponse) Reset() {
+	*x = CreateRequestResponse{}
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateRequestResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateRequestResponse) ProtoMessage() {}
+
+func (x *CreateRequestResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateRequestResponse.ProtoReflect.Descriptor instead.
+func (*CreateRequestResponse) Descriptor() ([]byte, []int) {
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *CreateRequestResponse) GetRequest() *v1.AccessRequest {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+// ListRequestsRequest filters requests.
+type ListRequestsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only pending requests.
+	Pending bool `protobuf:"varint,1,opt,name=pending,proto3" json:"pending,omitempty"`
+	// Only requests the caller made.
+	Mine bool `protobuf:"varint,2,opt,name=mine,proto3" json:"mine,omitempty"`
+	// At most this many (default 100, at most 1000).
+	PageSize      int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRequestsRequest) Reset() {
+	*x = ListRequestsRequest{}
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRequestsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRequestsRequest) ProtoMessage() {}
+
+func (x *ListRequestsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRequestsRequest.ProtoReflect.Descriptor instead.
+func (*ListRequestsRequest) Descriptor() ([]byte, []int) {
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ListRequestsRequest) GetPending() bool {
+	if x != nil {
+		return x.Pending
+	}
+	return false
+}
+
+func (x *ListRequestsRequest) GetMine() bool {
+	if x != nil {
+		return x.Mine
+	}
+	return false
+}
+
+func (x *ListRequestsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+// ListRequestsResponse lists requests, newest first.
+type ListRequestsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The requests.
+	Requests      []*v1.AccessRequest `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRequestsResponse) Reset() {
+	*x = ListRequestsResponse{}
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRequestsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRequestsResponse) ProtoMessage() {}
+
+func (x *ListRequestsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRequestsResponse.ProtoReflect.Descriptor instead.
+func (*ListRequestsResponse) Descriptor() ([]byte, []int) {
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ListRequestsResponse) GetRequests() []*v1.AccessRequest {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
+// GetRequestRequest names a request.
+type GetRequestRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Request ID.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRequestRequest) Reset() {
+	*x = GetRequestRequest{}
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRequestRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRequestRequest) ProtoMessage() {}
+
+func (x *GetRequestRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRequestRequest.ProtoReflect.Descriptor instead.
+func (*GetRequestRequest) Descriptor() ([]byte, []int) {
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *GetRequestRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// StageStatus is what a stage has and still needs.
+type StageStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Groups whose members may approve.
+	Groups []string `protobuf:"bytes,1,rep,name=groups,proto3" json:"groups,omitempty"`
+	// Approvers needed.
+	Min int32 `protobuf:"varint,2,opt,name=min,proto3" json:"min,omitempty"`
+	// Approvals so far.
+	Have int32 `protobuf:"varint,3,opt,name=have,proto3" json:"have,omitempty"`
+	// Who approved.
+	Approvers     []string `protobuf:"bytes,4,rep,name=approvers,proto3" json:"approvers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StageStatus) Reset() {
+	*x = StageStatus{}
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StageStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StageStatus) ProtoMessage() {}
+
+func (x *StageStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StageStatus.ProtoReflect.Descriptor instead.
+func (*StageStatus) Descriptor() ([]byte, []int) {
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *StageStatus) GetGroups() []string {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+func (x *StageStatus) GetMin() int32 {
+	if x != nil {
+		return x.Min
+	}
+	return 0
+}
+
+func (x *StageStatus) GetHave() int32 {
+	if x != nil {
+		return x.Have
+	}
+	return 0
+}
+
+func (x *StageStatus) GetApprovers() []string {
+	if x != nil {
+		return x.Approvers
+	}
+	return nil
+}
+
+// GrantSummary describes one credential minted, without its secret.
+type GrantSummary struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Grant ID.
+	GrantId string `protobuf:"bytes,1,opt,name=grant_id,json=grantId,proto3" json:"grant_id,omitempty"`
+	// Request it was minted under (empty for automatic grants).
+	RequestId string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// Credential kind.
+	Kind string `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
+	// Token accessor, lease ID or JWT ID.
+	Reference string `protobuf:"bytes,4,opt,name=reference,proto3" json:"reference,omitempty"`
+	// When it was minted.
+	IssuedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=issued_at,json=issuedAt,proto3" json:"issued_at,omitempty"`
+	// When it expires.
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GrantSummary) Reset() {
+	*x = GrantSummary{}
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GrantSummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GrantSummary) ProtoMessage() {}
+
+func (x *GrantSummary) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GrantSummary.ProtoReflect.Descriptor instead.
+func (*GrantSummary) Descriptor() ([]byte, []int) {
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *GrantSummary) GetGrantId() string {
+	if x != nil {
+		return x.GrantId
+	}
+	return ""
+}
+
+func (x *GrantSummary) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *GrantSummary) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *GrantSummary) GetReference() string {
+	if x != nil {
+		return x.Reference
+	}
+	return ""
+}
+
+func (x *GrantSummary) GetIssuedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.IssuedAt
+	}
+	return nil
+}
+
+func (x *GrantSummary) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+// GetRequestResponse is a request with its full context.
+type GetRequestResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The request.
+	Request *v1.AccessRequest `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
+	// The lifetime each credential will have: min(requested window, max_ttl,
+	// the issuer's own limits).
+	EffectiveTtl *durationpb.Duration `protobuf:"bytes,2,opt,name=effective_ttl,json=effectiveTtl,proto3" json:"effective_ttl,omitempty"`
+	// Stages: approvals so far and still needed.
+	Stages []*StageStatus `protobuf:"bytes,3,rep,name=stages,proto3" json:"stages,omitempty"`
+	// Credentials minted under this request.
+	Grants []*GrantSummary `protobuf:"bytes,4,rep,name=grants,proto3" json:"grants,omitempty"`
+	// The beneficiary's recent credentials (any request), newest first.
+	RecentGrants  []*GrantSummary `protobuf:"bytes,5,rep,name=recent_grants,json=recentGrants,proto3" json:"recent_grants,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRequestResponse) Reset() {
+	*x = GetRequestResponse{}
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRequestResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRequestResponse) ProtoMessage() {}
+
+func (x *GetRequestResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRequestResponse.ProtoReflect.Descriptor instead.
+func (*GetRequestResponse) Descriptor() ([]byte, []int) {
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *GetRequestResponse) GetRequest() *v1.AccessRequest {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *GetRequestResponse) GetEffectiveTtl() *durationpb.Duration {
+	if x != nil {
+		return x.EffectiveTtl
+	}
+	return nil
+}
+
+func (x *GetRequestResponse) GetStages() []*StageStatus {
+	if x != nil {
+		return x.Stages
+	}
+	return nil
+}
+
+func (x *GetRequestResponse) GetGrants() []*GrantSummary {
+	if x != nil {
+		return x.Grants
+	}
+	return nil
+}
+
+func (x *GetRequestResponse) GetRecentGrants() []*GrantSummary {
+	if x != nil {
+		return x.RecentGrants
+	}
+	return nil
+}
+
+// ApproveRequestRequest approves a request.
+type ApproveRequestRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Request ID.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Comment recorded in the ledger.
+	Comment       string `protobuf:"bytes,2,opt,name=comment,proto3" json:"comment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveRequestRequest) Reset() {
+	*x = ApproveRequestRequest{}
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveRequestRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveRequestRequest) ProtoMessage() {}
+
+func (x *ApproveRequestRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveRequestRequest.ProtoReflect.Descriptor instead.
+func (*ApproveRequestRequest) Descriptor() ([]byte, []int) {
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ApproveRequestRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ApproveRequestRequest) GetComment() string {
+	if x != nil {
+		return x.Comment
+	}
+	return ""
+}
+
+// ApproveRequestResponse returns the request after the review.
+type ApproveRequestResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The request (still pending if more approvals are needed).
+	Request       *v1.AccessRequest `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveRequestResponse) Reset() {
+	*x = ApproveRequestResponse{}
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveRequestResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveRequestResponse) ProtoMessage() {}
+
+func (x *ApproveRequestResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveRequestResponse.ProtoReflect.Descriptor instead.
+func (*ApproveRequestResponse) Descriptor() ([]byte, []int) {
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ApproveRequestResponse) GetRequest() *v1.AccessRequest {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+// DenyRequestRequest denies a request.
+type DenyRequestRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Request ID.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Comment recorded in the ledger.
+	Comment       string `protobuf:"bytes,2,opt,name=comment,proto3" json:"comment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DenyRequestRequest) Reset() {
+	*x = DenyRequestRequest{}
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DenyRequestRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DenyRequestRequest) ProtoMessage() {}
+
+func (x *DenyRequestRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DenyRequestRequest.ProtoReflect.Descriptor instead.
+func (*DenyRequestRequest) Descriptor() ([]byte, []int) {
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *DenyRequestRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *DenyRequestRequest) GetComment() string {
+	if x != nil {
+		return x.Comment
+	}
+	return ""
+}
+
+// DenyRequestResponse returns the denied request.
+type DenyRequestResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The request.
+	Request       *v1.AccessRequest `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DenyRequestResponse) Reset() {
+	*x = DenyRequestResponse{}
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DenyRequestResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DenyRequestResponse) ProtoMessage() {}
+
+func (x *DenyRequestResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DenyRequestResponse.ProtoReflect.Descriptor instead.
+func (*DenyRequestResponse) Descriptor() ([]byte, []int) {
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *DenyRequestResponse) GetRequest() *v1.AccessRequest {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+// RevokeRequestRequest revokes an approval.
+type RevokeRequestRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Request ID.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Why; recorded in the ledger.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeRequestRequest) Reset() {
+	*x = RevokeRequestRequest{}
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeRequestRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeRequestRequest) ProtoMessage() {}
+
+func (x *RevokeRequestRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeRequestRequest.ProtoReflect.Descriptor instead.
+func (*RevokeRequestRequest) Descriptor() ([]byte, []int) {
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *RevokeRequestRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RevokeRequestRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// RevocationResult is what happened to one credential.
+type RevocationResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Grant ID.
+	GrantId string `protobuf:"bytes,1,opt,name=grant_id,json=grantId,proto3" json:"grant_id,omitempty"`
+	// Credential kind.
+	Kind string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	// Token accessor, lease ID or JWT ID.
+	Reference string `protobuf:"bytes,3,opt,name=reference,proto3" json:"reference,omitempty"`
+	// "revoked", "expired" (nothing left to do) or "queued" (retried until done).
+	Outcome string `protobuf:"bytes,4,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	// Why it was queued.
+	Error         string `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevocationResult) Reset() {
+	*x = RevocationResult{}
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevocationResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevocationResult) ProtoMessage() {}
+
+func (x *RevocationResult) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevocationResult.ProtoReflect.Descriptor instead.
+func (*RevocationResult) Descriptor() ([]byte, []int) {
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *RevocationResult) GetGrantId() string {
+	if x != nil {
+		return x.GrantId
+	}
+	return ""
+}
+
+func (x *RevocationResult) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *RevocationResult) GetReference() string {
+	if x != nil {
+		return x.Reference
+	}
+	return ""
+}
+
+func (x *RevocationResult) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
+func (x *RevocationResult) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+// RevokeRequestResponse is the revocation receipt.
+type RevokeRequestResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The revoked request.
+	Request *v1.AccessRequest `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
+	// One result per credential minted under it.
+	Results       []*RevocationResult `protobuf:"bytes,2,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeRequestResponse) Reset() {
+	*x = RevokeRequestResponse{}
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeRequestResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeRequestResponse) ProtoMessage() {}
+
+func (x *RevokeRequestResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeRequestResponse.ProtoReflect.Descriptor instead.
+func (*RevokeRequestResponse) Descriptor() ([]byte, []int) {
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *RevokeRequestResponse) GetRequest() *v1.AccessRequest {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *RevokeRequestResponse) GetResults() []*RevocationResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 var File_writ_admin_v1_admin_service_proto protoreflect.FileDescriptor
 
 const file_writ_admin_v1_admin_service_proto_rawDesc = "" +
 	"\n" +
-	"!writ/admin/v1/admin_service.proto\x12\rwrit.admin.v1\x1a\x1egoogle/protobuf/duration.proto\"\x19\n" +
+	"!writ/admin/v1/admin_service.proto\x12\rwrit.admin.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#writ/broker/v1/broker_service.proto\"\x19\n" +
 	"\x17ListEntitlementsRequest\"Z\n" +
 	"\x18ListEntitlementsResponse\x12>\n" +
-	"\fentitlements\x18\x01 \x03(\v2\x1a.writ.admin.v1.EntitlementR\fentitlements\"\x80\x02\n" +
+	"\fentitlements\x18\x01 \x03(\v2\x1a.writ.admin.v1.EntitlementR\fentitlements\"\xe1\x02\n" +
 	"\vEntitlement\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05owner\x18\x02 \x01(\tR\x05owner\x12\x18\n" +
@@ -232,9 +1497,100 @@ const file_writ_admin_v1_admin_service_proto_rawDesc = "" +
 	"requesters\x18\x06 \x03(\tR\n" +
 	"requesters\x12#\n" +
 	"\rapproval_mode\x18\a \x01(\tR\fapprovalMode\x12\x1c\n" +
-	"\tcondition\x18\b \x01(\tR\tcondition2s\n" +
+	"\tcondition\x18\b \x01(\tR\tcondition\x12,\n" +
+	"\x06stages\x18\t \x03(\v2\x14.writ.admin.v1.StageR\x06stages\x121\n" +
+	"\x06window\x18\n" +
+	" \x01(\v2\x19.google.protobuf.DurationR\x06window\"1\n" +
+	"\x05Stage\x12\x16\n" +
+	"\x06groups\x18\x01 \x03(\tR\x06groups\x12\x10\n" +
+	"\x03min\x18\x02 \x01(\x05R\x03min\"\x0f\n" +
+	"\rWhoAmIRequest\"\x81\x01\n" +
+	"\x0eWhoAmIResponse\x12\x1c\n" +
+	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12\x16\n" +
+	"\x06groups\x18\x02 \x03(\tR\x06groups\x129\n" +
+	"\n" +
+	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"U\n" +
+	"\x14ExplainPolicyRequest\x12\x1b\n" +
+	"\tspiffe_id\x18\x01 \x01(\tR\bspiffeId\x12 \n" +
+	"\ventitlement\x18\x02 \x01(\tR\ventitlement\"\xb9\x02\n" +
+	"\x15ExplainPolicyResponse\x12\x1a\n" +
+	"\beligible\x18\x01 \x01(\bR\beligible\x12\x12\n" +
+	"\x04rule\x18\x02 \x01(\tR\x04rule\x12#\n" +
+	"\rapproval_mode\x18\x03 \x01(\tR\fapprovalMode\x122\n" +
+	"\amax_ttl\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x06maxTtl\x121\n" +
+	"\x06window\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x06window\x12\x1c\n" +
+	"\tcondition\x18\x06 \x01(\tR\tcondition\x12,\n" +
+	"\x06stages\x18\a \x03(\v2\x14.writ.admin.v1.StageR\x06stages\x12\x18\n" +
+	"\asummary\x18\b \x01(\tR\asummary\"\xc1\x01\n" +
+	"\x14CreateRequestRequest\x12 \n" +
+	"\vbeneficiary\x18\x01 \x01(\tR\vbeneficiary\x12 \n" +
+	"\ventitlement\x18\x02 \x01(\tR\ventitlement\x125\n" +
+	"\bduration\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\bduration\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x16\n" +
+	"\x06ticket\x18\x05 \x01(\tR\x06ticket\"P\n" +
+	"\x15CreateRequestResponse\x127\n" +
+	"\arequest\x18\x01 \x01(\v2\x1d.writ.broker.v1.AccessRequestR\arequest\"`\n" +
+	"\x13ListRequestsRequest\x12\x18\n" +
+	"\apending\x18\x01 \x01(\bR\apending\x12\x12\n" +
+	"\x04mine\x18\x02 \x01(\bR\x04mine\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\"Q\n" +
+	"\x14ListRequestsResponse\x129\n" +
+	"\brequests\x18\x01 \x03(\v2\x1d.writ.broker.v1.AccessRequestR\brequests\"#\n" +
+	"\x11GetRequestRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"i\n" +
+	"\vStageStatus\x12\x16\n" +
+	"\x06groups\x18\x01 \x03(\tR\x06groups\x12\x10\n" +
+	"\x03min\x18\x02 \x01(\x05R\x03min\x12\x12\n" +
+	"\x04have\x18\x03 \x01(\x05R\x04have\x12\x1c\n" +
+	"\tapprovers\x18\x04 \x03(\tR\tapprovers\"\xee\x01\n" +
+	"\fGrantSummary\x12\x19\n" +
+	"\bgrant_id\x18\x01 \x01(\tR\agrantId\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\x12\x12\n" +
+	"\x04kind\x18\x03 \x01(\tR\x04kind\x12\x1c\n" +
+	"\treference\x18\x04 \x01(\tR\treference\x127\n" +
+	"\tissued_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\bissuedAt\x129\n" +
+	"\n" +
+	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xb8\x02\n" +
+	"\x12GetRequestResponse\x127\n" +
+	"\arequest\x18\x01 \x01(\v2\x1d.writ.broker.v1.AccessRequestR\arequest\x12>\n" +
+	"\reffective_ttl\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\feffectiveTtl\x122\n" +
+	"\x06stages\x18\x03 \x03(\v2\x1a.writ.admin.v1.StageStatusR\x06stages\x123\n" +
+	"\x06grants\x18\x04 \x03(\v2\x1b.writ.admin.v1.GrantSummaryR\x06grants\x12@\n" +
+	"\rrecent_grants\x18\x05 \x03(\v2\x1b.writ.admin.v1.GrantSummaryR\frecentGrants\"A\n" +
+	"\x15ApproveRequestRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\acomment\x18\x02 \x01(\tR\acomment\"Q\n" +
+	"\x16ApproveRequestResponse\x127\n" +
+	"\arequest\x18\x01 \x01(\v2\x1d.writ.broker.v1.AccessRequestR\arequest\">\n" +
+	"\x12DenyRequestRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\acomment\x18\x02 \x01(\tR\acomment\"N\n" +
+	"\x13DenyRequestResponse\x127\n" +
+	"\arequest\x18\x01 \x01(\v2\x1d.writ.broker.v1.AccessRequestR\arequest\">\n" +
+	"\x14RevokeRequestRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x8f\x01\n" +
+	"\x10RevocationResult\x12\x19\n" +
+	"\bgrant_id\x18\x01 \x01(\tR\agrantId\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x1c\n" +
+	"\treference\x18\x03 \x01(\tR\treference\x12\x18\n" +
+	"\aoutcome\x18\x04 \x01(\tR\aoutcome\x12\x14\n" +
+	"\x05error\x18\x05 \x01(\tR\x05error\"\x8b\x01\n" +
+	"\x15RevokeRequestResponse\x127\n" +
+	"\arequest\x18\x01 \x01(\v2\x1d.writ.broker.v1.AccessRequestR\arequest\x129\n" +
+	"\aresults\x18\x02 \x03(\v2\x1f.writ.admin.v1.RevocationResultR\aresults2\xaf\x06\n" +
 	"\fAdminService\x12c\n" +
-	"\x10ListEntitlements\x12&.writ.admin.v1.ListEntitlementsRequest\x1a'.writ.admin.v1.ListEntitlementsResponseB\xb2\x01\n" +
+	"\x10ListEntitlements\x12&.writ.admin.v1.ListEntitlementsRequest\x1a'.writ.admin.v1.ListEntitlementsResponse\x12E\n" +
+	"\x06WhoAmI\x12\x1c.writ.admin.v1.WhoAmIRequest\x1a\x1d.writ.admin.v1.WhoAmIResponse\x12Z\n" +
+	"\rExplainPolicy\x12#.writ.admin.v1.ExplainPolicyRequest\x1a$.writ.admin.v1.ExplainPolicyResponse\x12Z\n" +
+	"\rCreateRequest\x12#.writ.admin.v1.CreateRequestRequest\x1a$.writ.admin.v1.CreateRequestResponse\x12W\n" +
+	"\fListRequests\x12\".writ.admin.v1.ListRequestsRequest\x1a#.writ.admin.v1.ListRequestsResponse\x12Q\n" +
+	"\n" +
+	"GetRequest\x12 .writ.admin.v1.GetRequestRequest\x1a!.writ.admin.v1.GetRequestResponse\x12]\n" +
+	"\x0eApproveRequest\x12$.writ.admin.v1.ApproveRequestRequest\x1a%.writ.admin.v1.ApproveRequestResponse\x12T\n" +
+	"\vDenyRequest\x12!.writ.admin.v1.DenyRequestRequest\x1a\".writ.admin.v1.DenyRequestResponse\x12Z\n" +
+	"\rRevokeRequest\x12#.writ.admin.v1.RevokeRequestRequest\x1a$.writ.admin.v1.RevokeRequestResponseB\xb2\x01\n" +
 	"\x11com.writ.admin.v1B\x11AdminServiceProtoP\x01Z4github.com/writ-dev/writ/proto/writ/admin/v1;adminv1\xa2\x02\x03WAX\xaa\x02\rWrit.Admin.V1\xca\x02\rWrit\\Admin\\V1\xe2\x02\x19Writ\\Admin\\V1\\GPBMetadata\xea\x02\x0fWrit::Admin::V1b\x06proto3"
 
 var (
@@ -249,23 +1605,81 @@ func file_writ_admin_v1_admin_service_proto_rawDescGZIP() []byte {
 	return file_writ_admin_v1_admin_service_proto_rawDescData
 }
 
-var file_writ_admin_v1_admin_service_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_writ_admin_v1_admin_service_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_writ_admin_v1_admin_service_proto_goTypes = []any{
 	(*ListEntitlementsRequest)(nil),  // 0: writ.admin.v1.ListEntitlementsRequest
 	(*ListEntitlementsResponse)(nil), // 1: writ.admin.v1.ListEntitlementsResponse
 	(*Entitlement)(nil),              // 2: writ.admin.v1.Entitlement
-	(*durationpb.Duration)(nil),      // 3: google.protobuf.Duration
+	(*Stage)(nil),                    // 3: writ.admin.v1.Stage
+	(*WhoAmIRequest)(nil),            // 4: writ.admin.v1.WhoAmIRequest
+	(*WhoAmIResponse)(nil),           // 5: writ.admin.v1.WhoAmIResponse
+	(*ExplainPolicyRequest)(nil),     // 6: writ.admin.v1.ExplainPolicyRequest
+	(*ExplainPolicyResponse)(nil),    // 7: writ.admin.v1.ExplainPolicyResponse
+	(*CreateRequestRequest)(nil),     // 8: writ.admin.v1.CreateRequestRequest
+	(*CreateRequestResponse)(nil),    // 9: writ.admin.v1.CreateRequestResponse
+	(*ListRequestsRequest)(nil),      // 10: writ.admin.v1.ListRequestsRequest
+	(*ListRequestsResponse)(nil),     // 11: writ.admin.v1.ListRequestsResponse
+	(*GetRequestRequest)(nil),        // 12: writ.admin.v1.GetRequestRequest
+	(*StageStatus)(nil),              // 13: writ.admin.v1.StageStatus
+	(*GrantSummary)(nil),             // 14: writ.admin.v1.GrantSummary
+	(*GetRequestResponse)(nil),       // 15: writ.admin.v1.GetRequestResponse
+	(*ApproveRequestRequest)(nil),    // 16: writ.admin.v1.ApproveRequestRequest
+	(*ApproveRequestResponse)(nil),   // 17: writ.admin.v1.ApproveRequestResponse
+	(*DenyRequestRequest)(nil),       // 18: writ.admin.v1.DenyRequestRequest
+	(*DenyRequestResponse)(nil),      // 19: writ.admin.v1.DenyRequestResponse
+	(*RevokeRequestRequest)(nil),     // 20: writ.admin.v1.RevokeRequestRequest
+	(*RevocationResult)(nil),         // 21: writ.admin.v1.RevocationResult
+	(*RevokeRequestResponse)(nil),    // 22: writ.admin.v1.RevokeRequestResponse
+	(*durationpb.Duration)(nil),      // 23: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 24: google.protobuf.Timestamp
+	(*v1.AccessRequest)(nil),         // 25: writ.broker.v1.AccessRequest
 }
 var file_writ_admin_v1_admin_service_proto_depIdxs = []int32{
-	2, // 0: writ.admin.v1.ListEntitlementsResponse.entitlements:type_name -> writ.admin.v1.Entitlement
-	3, // 1: writ.admin.v1.Entitlement.max_ttl:type_name -> google.protobuf.Duration
-	0, // 2: writ.admin.v1.AdminService.ListEntitlements:input_type -> writ.admin.v1.ListEntitlementsRequest
-	1, // 3: writ.admin.v1.AdminService.ListEntitlements:output_type -> writ.admin.v1.ListEntitlementsResponse
-	3, // [3:4] is the sub-list for method output_type
-	2, // [2:3] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	2,  // 0: writ.admin.v1.ListEntitlementsResponse.entitlements:type_name -> writ.admin.v1.Entitlement
+	23, // 1: writ.admin.v1.Entitlement.max_ttl:type_name -> google.protobuf.Duration
+	3,  // 2: writ.admin.v1.Entitlement.stages:type_name -> writ.admin.v1.Stage
+	23, // 3: writ.admin.v1.Entitlement.window:type_name -> google.protobuf.Duration
+	24, // 4: writ.admin.v1.WhoAmIResponse.expires_at:type_name -> google.protobuf.Timestamp
+	23, // 5: writ.admin.v1.ExplainPolicyResponse.max_ttl:type_name -> google.protobuf.Duration
+	23, // 6: writ.admin.v1.ExplainPolicyResponse.window:type_name -> google.protobuf.Duration
+	3,  // 7: writ.admin.v1.ExplainPolicyResponse.stages:type_name -> writ.admin.v1.Stage
+	23, // 8: writ.admin.v1.CreateRequestRequest.duration:type_name -> google.protobuf.Duration
+	25, // 9: writ.admin.v1.CreateRequestResponse.request:type_name -> writ.broker.v1.AccessRequest
+	25, // 10: writ.admin.v1.ListRequestsResponse.requests:type_name -> writ.broker.v1.AccessRequest
+	24, // 11: writ.admin.v1.GrantSummary.issued_at:type_name -> google.protobuf.Timestamp
+	24, // 12: writ.admin.v1.GrantSummary.expires_at:type_name -> google.protobuf.Timestamp
+	25, // 13: writ.admin.v1.GetRequestResponse.request:type_name -> writ.broker.v1.AccessRequest
+	23, // 14: writ.admin.v1.GetRequestResponse.effective_ttl:type_name -> google.protobuf.Duration
+	13, // 15: writ.admin.v1.GetRequestResponse.stages:type_name -> writ.admin.v1.StageStatus
+	14, // 16: writ.admin.v1.GetRequestResponse.grants:type_name -> writ.admin.v1.GrantSummary
+	14, // 17: writ.admin.v1.GetRequestResponse.recent_grants:type_name -> writ.admin.v1.GrantSummary
+	25, // 18: writ.admin.v1.ApproveRequestResponse.request:type_name -> writ.broker.v1.AccessRequest
+	25, // 19: writ.admin.v1.DenyRequestResponse.request:type_name -> writ.broker.v1.AccessRequest
+	25, // 20: writ.admin.v1.RevokeRequestResponse.request:type_name -> writ.broker.v1.AccessRequest
+	21, // 21: writ.admin.v1.RevokeRequestResponse.results:type_name -> writ.admin.v1.RevocationResult
+	0,  // 22: writ.admin.v1.AdminService.ListEntitlements:input_type -> writ.admin.v1.ListEntitlementsRequest
+	4,  // 23: writ.admin.v1.AdminService.WhoAmI:input_type -> writ.admin.v1.WhoAmIRequest
+	6,  // 24: writ.admin.v1.AdminService.ExplainPolicy:input_type -> writ.admin.v1.ExplainPolicyRequest
+	8,  // 25: writ.admin.v1.AdminService.CreateRequest:input_type -> writ.admin.v1.CreateRequestRequest
+	10, // 26: writ.admin.v1.AdminService.ListRequests:input_type -> writ.admin.v1.ListRequestsRequest
+	12, // 27: writ.admin.v1.AdminService.GetRequest:input_type -> writ.admin.v1.GetRequestRequest
+	16, // 28: writ.admin.v1.AdminService.ApproveRequest:input_type -> writ.admin.v1.ApproveRequestRequest
+	18, // 29: writ.admin.v1.AdminService.DenyRequest:input_type -> writ.admin.v1.DenyRequestRequest
+	20, // 30: writ.admin.v1.AdminService.RevokeRequest:input_type -> writ.admin.v1.RevokeRequestRequest
+	1,  // 31: writ.admin.v1.AdminService.ListEntitlements:output_type -> writ.admin.v1.ListEntitlementsResponse
+	5,  // 32: writ.admin.v1.AdminService.WhoAmI:output_type -> writ.admin.v1.WhoAmIResponse
+	7,  // 33: writ.admin.v1.AdminService.ExplainPolicy:output_type -> writ.admin.v1.ExplainPolicyResponse
+	9,  // 34: writ.admin.v1.AdminService.CreateRequest:output_type -> writ.admin.v1.CreateRequestResponse
+	11, // 35: writ.admin.v1.AdminService.ListRequests:output_type -> writ.admin.v1.ListRequestsResponse
+	15, // 36: writ.admin.v1.AdminService.GetRequest:output_type -> writ.admin.v1.GetRequestResponse
+	17, // 37: writ.admin.v1.AdminService.ApproveRequest:output_type -> writ.admin.v1.ApproveRequestResponse
+	19, // 38: writ.admin.v1.AdminService.DenyRequest:output_type -> writ.admin.v1.DenyRequestResponse
+	22, // 39: writ.admin.v1.AdminService.RevokeRequest:output_type -> writ.admin.v1.RevokeRequestResponse
+	31, // [31:40] is the sub-list for method output_type
+	22, // [22:31] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_writ_admin_v1_admin_service_proto_init() }
@@ -279,7 +1693,7 @@ func file_writ_admin_v1_admin_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_writ_admin_v1_admin_service_proto_rawDesc), len(file_writ_admin_v1_admin_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   3,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -20,19 +20,50 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	AdminService_ListEntitlements_FullMethodName = "/writ.admin.v1.AdminService/ListEntitlements"
+	AdminService_WhoAmI_FullMethodName           = "/writ.admin.v1.AdminService/WhoAmI"
+	AdminService_ExplainPolicy_FullMethodName    = "/writ.admin.v1.AdminService/ExplainPolicy"
+	AdminService_CreateRequest_FullMethodName    = "/writ.admin.v1.AdminService/CreateRequest"
+	AdminService_ListRequests_FullMethodName     = "/writ.admin.v1.AdminService/ListRequests"
+	AdminService_GetRequest_FullMethodName       = "/writ.admin.v1.AdminService/GetRequest"
+	AdminService_ApproveRequest_FullMethodName   = "/writ.admin.v1.AdminService/ApproveRequest"
+	AdminService_DenyRequest_FullMethodName      = "/writ.admin.v1.AdminService/DenyRequest"
+	AdminService_RevokeRequest_FullMethodName    = "/writ.admin.v1.AdminService/RevokeRequest"
 )
 
 // AdminServiceClient is the client API for AdminService service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// AdminService is the operator API of Writ, used by the `writ` CLI.
+// AdminService is the API people and operators use through the `writ` CLI.
 //
-// Callers authenticate with mutual TLS; only the SPIFFE IDs listed as
-// operators in the broker's configuration may call it.
+// People authenticate with an OIDC ID token sent as "authorization: Bearer
+// <token>" metadata over TLS to the admin listener; their groups come from
+// the token. Operators may instead use mutual TLS with an SVID listed in the
+// broker's admin.operators. Reviews (approve, deny) need a person: separation
+// of duties is about people.
 type AdminServiceClient interface {
 	// ListEntitlements returns the entitlements of the policy in force.
 	ListEntitlements(ctx context.Context, in *ListEntitlementsRequest, opts ...grpc.CallOption) (*ListEntitlementsResponse, error)
+	// WhoAmI returns the caller as the broker sees it.
+	WhoAmI(ctx context.Context, in *WhoAmIRequest, opts ...grpc.CallOption) (*WhoAmIResponse, error)
+	// ExplainPolicy says whether a workload may have an entitlement, by which
+	// rule, and what approvals it needs.
+	ExplainPolicy(ctx context.Context, in *ExplainPolicyRequest, opts ...grpc.CallOption) (*ExplainPolicyResponse, error)
+	// CreateRequest asks for an entitlement on a workload's behalf.
+	CreateRequest(ctx context.Context, in *CreateRequestRequest, opts ...grpc.CallOption) (*CreateRequestResponse, error)
+	// ListRequests lists requests, newest first.
+	ListRequests(ctx context.Context, in *ListRequestsRequest, opts ...grpc.CallOption) (*ListRequestsResponse, error)
+	// GetRequest returns a request with everything a reviewer needs to decide.
+	GetRequest(ctx context.Context, in *GetRequestRequest, opts ...grpc.CallOption) (*GetRequestResponse, error)
+	// ApproveRequest records the caller's approval. PERMISSION_DENIED if the
+	// caller requested it, already reviewed it, or is in none of the groups
+	// still needed; FAILED_PRECONDITION if it is already resolved.
+	ApproveRequest(ctx context.Context, in *ApproveRequestRequest, opts ...grpc.CallOption) (*ApproveRequestResponse, error)
+	// DenyRequest denies a pending request.
+	DenyRequest(ctx context.Context, in *DenyRequestRequest, opts ...grpc.CallOption) (*DenyRequestResponse, error)
+	// RevokeRequest revokes an approval and every credential minted under it,
+	// and returns a receipt listing each credential and its outcome.
+	RevokeRequest(ctx context.Context, in *RevokeRequestRequest, opts ...grpc.CallOption) (*RevokeRequestResponse, error)
 }
 
 type adminServiceClient struct {
@@ -53,17 +84,120 @@ func (c *adminServiceClient) ListEntitlements(ctx context.Context, in *ListEntit
 	return out, nil
 }
 
+func (c *adminServiceClient) WhoAmI(ctx context.Context, in *WhoAmIRequest, opts ...grpc.CallOption) (*WhoAmIResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(WhoAmIResponse)
+	err := c.cc.Invoke(ctx, AdminService_WhoAmI_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ExplainPolicy(ctx context.Context, in *ExplainPolicyRequest, opts ...grpc.CallOption) (*ExplainPolicyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExplainPolicyResponse)
+	err := c.cc.Invoke(ctx, AdminService_ExplainPolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) CreateRequest(ctx context.Context, in *CreateRequestRequest, opts ...grpc.CallOption) (*CreateRequestResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateRequestResponse)
+	err := c.cc.Invoke(ctx, AdminService_CreateRequest_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListRequests(ctx context.Context, in *ListRequestsRequest, opts ...grpc.CallOption) (*ListRequestsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListRequestsResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListRequests_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) GetRequest(ctx context.Context, in *GetRequestRequest, opts ...grpc.CallOption) (*GetRequestResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetRequestResponse)
+	err := c.cc.Invoke(ctx, AdminService_GetRequest_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ApproveRequest(ctx context.Context, in *ApproveRequestRequest, opts ...grpc.CallOption) (*ApproveRequestResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ApproveRequestResponse)
+	err := c.cc.Invoke(ctx, AdminService_ApproveRequest_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) DenyRequest(ctx context.Context, in *DenyRequestRequest, opts ...grpc.CallOption) (*DenyRequestResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DenyRequestResponse)
+	err := c.cc.Invoke(ctx, AdminService_DenyRequest_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) RevokeRequest(ctx context.Context, in *RevokeRequestRequest, opts ...grpc.CallOption) (*RevokeRequestResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeRequestResponse)
+	err := c.cc.Invoke(ctx, AdminService_RevokeRequest_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
 //
-// AdminService is the operator API of Writ, used by the `writ` CLI.
+// AdminService is the API people and operators use through the `writ` CLI.
 //
-// Callers authenticate with mutual TLS; only the SPIFFE IDs listed as
-// operators in the broker's configuration may call it.
+// People authenticate with an OIDC ID token sent as "authorization: Bearer
+// <token>" metadata over TLS to the admin listener; their groups come from
+// the token. Operators may instead use mutual TLS with an SVID listed in the
+// broker's admin.operators. Reviews (approve, deny) need a person: separation
+// of duties is about people.
 type AdminServiceServer interface {
 	// ListEntitlements returns the entitlements of the policy in force.
 	ListEntitlements(context.Context, *ListEntitlementsRequest) (*ListEntitlementsResponse, error)
+	// WhoAmI returns the caller as the broker sees it.
+	WhoAmI(context.Context, *WhoAmIRequest) (*WhoAmIResponse, error)
+	// ExplainPolicy says whether a workload may have an entitlement, by which
+	// rule, and what approvals it needs.
+	ExplainPolicy(context.Context, *ExplainPolicyRequest) (*ExplainPolicyResponse, error)
+	// CreateRequest asks for an entitlement on a workload's behalf.
+	CreateRequest(context.Context, *CreateRequestRequest) (*CreateRequestResponse, error)
+	// ListRequests lists requests, newest first.
+	ListRequests(context.Context, *ListRequestsRequest) (*ListRequestsResponse, error)
+	// GetRequest returns a request with everything a reviewer needs to decide.
+	GetRequest(context.Context, *GetRequestRequest) (*GetRequestResponse, error)
+	// ApproveRequest records the caller's approval. PERMISSION_DENIED if the
+	// caller requested it, already reviewed it, or is in none of the groups
+	// still needed; FAILED_PRECONDITION if it is already resolved.
+	ApproveRequest(context.Context, *ApproveRequestRequest) (*ApproveRequestResponse, error)
+	// DenyRequest denies a pending request.
+	DenyRequest(context.Context, *DenyRequestRequest) (*DenyRequestResponse, error)
+	// RevokeRequest revokes an approval and every credential minted under it,
+	// and returns a receipt listing each credential and its outcome.
+	RevokeRequest(context.Context, *RevokeRequestRequest) (*RevokeRequestResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -76,6 +210,30 @@ type UnimplementedAdminServiceServer struct{}
 
 func (UnimplementedAdminServiceServer) ListEntitlements(context.Context, *ListEntitlementsRequest) (*ListEntitlementsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListEntitlements not implemented")
+}
+func (UnimplementedAdminServiceServer) WhoAmI(context.Context, *WhoAmIRequest) (*WhoAmIResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method WhoAmI not implemented")
+}
+func (UnimplementedAdminServiceServer) ExplainPolicy(context.Context, *ExplainPolicyRequest) (*ExplainPolicyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ExplainPolicy not implemented")
+}
+func (UnimplementedAdminServiceServer) CreateRequest(context.Context, *CreateRequestRequest) (*CreateRequestResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateRequest not implemented")
+}
+func (UnimplementedAdminServiceServer) ListRequests(context.Context, *ListRequestsRequest) (*ListRequestsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListRequests not implemented")
+}
+func (UnimplementedAdminServiceServer) GetRequest(context.Context, *GetRequestRequest) (*GetRequestResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetRequest not implemented")
+}
+func (UnimplementedAdminServiceServer) ApproveRequest(context.Context, *ApproveRequestRequest) (*ApproveRequestResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ApproveRequest not implemented")
+}
+func (UnimplementedAdminServiceServer) DenyRequest(context.Context, *DenyRequestRequest) (*DenyRequestResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DenyRequest not implemented")
+}
+func (UnimplementedAdminServiceServer) RevokeRequest(context.Context, *RevokeRequestRequest) (*RevokeRequestResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeRequest not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -116,6 +274,150 @@ func _AdminService_ListEntitlements_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_WhoAmI_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(WhoAmIRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).WhoAmI(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_WhoAmI_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).WhoAmI(ctx, req.(*WhoAmIRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ExplainPolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExplainPolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ExplainPolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ExplainPolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ExplainPolicy(ctx, req.(*ExplainPolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_CreateRequest_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateRequestRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).CreateRequest(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_CreateRequest_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).CreateRequest(ctx, req.(*CreateRequestRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListRequests_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListRequestsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListRequests(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListRequests_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListRequests(ctx, req.(*ListRequestsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_GetRequest_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetRequestRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).GetRequest(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_GetRequest_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).GetRequest(ctx, req.(*GetRequestRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ApproveRequest_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ApproveRequestRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ApproveRequest(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ApproveRequest_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ApproveRequest(ctx, req.(*ApproveRequestRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_DenyRequest_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DenyRequestRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).DenyRequest(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_DenyRequest_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).DenyRequest(ctx, req.(*DenyRequestRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_RevokeRequest_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeRequestRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).RevokeRequest(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_RevokeRequest_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).RevokeRequest(ctx, req.(*RevokeRequestRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -126,6 +428,38 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListEntitlements",
 			Handler:    _AdminService_ListEntitlements_Handler,
+		},
+		{
+			MethodName: "WhoAmI",
+			Handler:    _AdminService_WhoAmI_Handler,
+		},
+		{
+			MethodName: "ExplainPolicy",
+			Handler:    _AdminService_ExplainPolicy_Handler,
+		},
+		{
+			MethodName: "CreateRequest",
+			Handler:    _AdminService_CreateRequest_Handler,
+		},
+		{
+			MethodName: "ListRequests",
+			Handler:    _AdminService_ListRequests_Handler,
+		},
+		{
+			MethodName: "GetRequest",
+			Handler:    _AdminService_GetRequest_Handler,
+		},
+		{
+			MethodName: "ApproveRequest",
+			Handler:    _AdminService_ApproveRequest_Handler,
+		},
+		{
+			MethodName: "DenyRequest",
+			Handler:    _AdminService_DenyRequest_Handler,
+		},
+		{
+			MethodName: "RevokeRequest",
+			Handler:    _AdminService_RevokeRequest_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -23,6 +23,75 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// RequestState is where a request is in its lifecycle.
+type RequestState int32
+
+const (
+	// Not set.
+	RequestState_REQUEST_STATE_UNSPECIFIED RequestState = 0
+	// Waiting for reviews.
+	RequestState_REQUEST_STATE_PENDING RequestState = 1
+	// Approved: credentials may be minted until window_end.
+	RequestState_REQUEST_STATE_APPROVED RequestState = 2
+	// Denied by a reviewer.
+	RequestState_REQUEST_STATE_DENIED RequestState = 3
+	// Not resolved in time, or the approval window ended.
+	RequestState_REQUEST_STATE_EXPIRED RequestState = 4
+	// Withdrawn by the requester.
+	RequestState_REQUEST_STATE_CANCELLED RequestState = 5
+	// Approval revoked; every credential minted under it was revoked.
+	RequestState_REQUEST_STATE_REVOKED RequestState = 6
+)
+
+// Enum value maps for RequestState.
+var (
+	RequestState_name = map[int32]string{
+		0: "REQUEST_STATE_UNSPECIFIED",
+		1: "REQUEST_STATE_PENDING",
+		2: "REQUEST_STATE_APPROVED",
+		3: "REQUEST_STATE_DENIED",
+		4: "REQUEST_STATE_EXPIRED",
+		5: "REQUEST_STATE_CANCELLED",
+		6: "REQUEST_STATE_REVOKED",
+	}
+	RequestState_value = map[string]int32{
+		"REQUEST_STATE_UNSPECIFIED": 0,
+		"REQUEST_STATE_PENDING":     1,
+		"REQUEST_STATE_APPROVED":    2,
+		"REQUEST_STATE_DENIED":      3,
+		"REQUEST_STATE_EXPIRED":     4,
+		"REQUEST_STATE_CANCELLED":   5,
+		"REQUEST_STATE_REVOKED":     6,
+	}
+)
+
+func (x RequestState) Enum() *RequestState {
+	p := new(RequestState)
+	*p = x
+	return p
+}
+
+func (x RequestState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RequestState) Descriptor() protoreflect.EnumDescriptor {
+	return file_writ_broker_v1_broker_service_proto_enumTypes[0].Descriptor()
+}
+
+func (RequestState) Type() protoreflect.EnumType {
+	return &file_writ_broker_v1_broker_service_proto_enumTypes[0]
+}
+
+func (x RequestState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RequestState.Descriptor instead.
+func (RequestState) EnumDescriptor() ([]byte, []int) {
+	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{0}
+}
+
 // CredentialKind says what was minted.
 type CredentialKind int32
 
@@ -60,11 +129,11 @@ func (x CredentialKind) String() string {
 }
 
 func (CredentialKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_writ_broker_v1_broker_service_proto_enumTypes[0].Descriptor()
+	return file_writ_broker_v1_broker_service_proto_enumTypes[1].Descriptor()
 }
 
 func (CredentialKind) Type() protoreflect.EnumType {
-	return &file_writ_broker_v1_broker_service_proto_enumTypes[0]
+	return &file_writ_broker_v1_broker_service_proto_enumTypes[1]
 }
 
 func (x CredentialKind) Number() protoreflect.EnumNumber {
@@ -73,7 +142,482 @@ func (x CredentialKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use CredentialKind.Descriptor instead.
 func (CredentialKind) EnumDescriptor() ([]byte, []int) {
+	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{1}
+}
+
+// RequestAccessRequest asks for an approval.
+type RequestAccessRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Name of the entitlement.
+	Entitlement string `protobuf:"bytes,1,opt,name=entitlement,proto3" json:"entitlement,omitempty"`
+	// How long the approval should last, counted from the moment it is approved.
+	Duration *durationpb.Duration `protobuf:"bytes,2,opt,name=duration,proto3" json:"duration,omitempty"`
+	// Why access is needed.
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Optional change or incident reference.
+	Ticket        string `protobuf:"bytes,4,opt,name=ticket,proto3" json:"ticket,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequestAccessRequest) Reset() {
+	*x = RequestAccessRequest{}
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequestAccessRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequestAccessRequest) ProtoMessage() {}
+
+func (x *RequestAccessRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequestAccessRequest.ProtoReflect.Descriptor instead.
+func (*RequestAccessRequest) Descriptor() ([]byte, []int) {
 	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *RequestAccessRequest) GetEntitlement() string {
+	if x != nil {
+		return x.Entitlement
+	}
+	return ""
+}
+
+func (x *RequestAccessRequest) GetDuration() *durationpb.Duration {
+	if x != nil {
+		return x.Duration
+	}
+	return nil
+}
+
+func (x *RequestAccessRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *RequestAccessRequest) GetTicket() string {
+	if x != nil {
+		return x.Ticket
+	}
+	return ""
+}
+
+// RequestAccessResponse returns the new request.
+type RequestAccessResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The request, pending.
+	Request       *AccessRequest `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequestAccessResponse) Reset() {
+	*x = RequestAccessResponse{}
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequestAccessResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequestAccessResponse) ProtoMessage() {}
+
+func (x *RequestAccessResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequestAccessResponse.ProtoReflect.Descriptor instead.
+func (*RequestAccessResponse) Descriptor() ([]byte, []int) {
+	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *RequestAccessResponse) GetRequest() *AccessRequest {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+// WatchRequestRequest names the request to watch.
+type WatchRequestRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Request ID.
+	RequestId     string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchRequestRequest) Reset() {
+	*x = WatchRequestRequest{}
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchRequestRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchRequestRequest) ProtoMessage() {}
+
+func (x *WatchRequestRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchRequestRequest.ProtoReflect.Descriptor instead.
+func (*WatchRequestRequest) Descriptor() ([]byte, []int) {
+	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *WatchRequestRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+// WatchRequestResponse is one observed state of the request.
+type WatchRequestResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The request.
+	Request       *AccessRequest `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchRequestResponse) Reset() {
+	*x = WatchRequestResponse{}
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchRequestResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchRequestResponse) ProtoMessage() {}
+
+func (x *WatchRequestResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchRequestResponse.ProtoReflect.Descriptor instead.
+func (*WatchRequestResponse) Descriptor() ([]byte, []int) {
+	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *WatchRequestResponse) GetRequest() *AccessRequest {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+// Review is one person's decision.
+type Review struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The reviewer ("oidc:<issuer>#<subject>").
+	Reviewer string `protobuf:"bytes,1,opt,name=reviewer,proto3" json:"reviewer,omitempty"`
+	// "approve" or "deny".
+	Decision string `protobuf:"bytes,2,opt,name=decision,proto3" json:"decision,omitempty"`
+	// The reviewer's comment.
+	Comment string `protobuf:"bytes,3,opt,name=comment,proto3" json:"comment,omitempty"`
+	// The stage an approval counted toward (0-based; -1 for a denial).
+	Stage int32 `protobuf:"varint,4,opt,name=stage,proto3" json:"stage,omitempty"`
+	// When.
+	At            *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Review) Reset() {
+	*x = Review{}
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Review) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Review) ProtoMessage() {}
+
+func (x *Review) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Review.ProtoReflect.Descriptor instead.
+func (*Review) Descriptor() ([]byte, []int) {
+	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Review) GetReviewer() string {
+	if x != nil {
+		return x.Reviewer
+	}
+	return ""
+}
+
+func (x *Review) GetDecision() string {
+	if x != nil {
+		return x.Decision
+	}
+	return ""
+}
+
+func (x *Review) GetComment() string {
+	if x != nil {
+		return x.Comment
+	}
+	return ""
+}
+
+func (x *Review) GetStage() int32 {
+	if x != nil {
+		return x.Stage
+	}
+	return 0
+}
+
+func (x *Review) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+// AccessRequest is a request for an entitlement and, once approved, the
+// approval credentials are minted under.
+type AccessRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Request ID.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Who asked.
+	Requester string `protobuf:"bytes,2,opt,name=requester,proto3" json:"requester,omitempty"`
+	// The workload the credentials are for.
+	Beneficiary string `protobuf:"bytes,3,opt,name=beneficiary,proto3" json:"beneficiary,omitempty"`
+	// Entitlement name.
+	Entitlement string `protobuf:"bytes,4,opt,name=entitlement,proto3" json:"entitlement,omitempty"`
+	// Approval window asked for.
+	Duration *durationpb.Duration `protobuf:"bytes,5,opt,name=duration,proto3" json:"duration,omitempty"`
+	// Why.
+	Reason string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Change or incident reference.
+	Ticket string `protobuf:"bytes,7,opt,name=ticket,proto3" json:"ticket,omitempty"`
+	// Lifecycle state.
+	State RequestState `protobuf:"varint,8,opt,name=state,proto3,enum=writ.broker.v1.RequestState" json:"state,omitempty"`
+	// When it was made.
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// When it expires if not resolved.
+	PendingUntil *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=pending_until,json=pendingUntil,proto3" json:"pending_until,omitempty"`
+	// When it was approved (the window's start).
+	ApprovedAt *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=approved_at,json=approvedAt,proto3" json:"approved_at,omitempty"`
+	// When the approval ends; no credential outlives it.
+	WindowEnd *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=window_end,json=windowEnd,proto3" json:"window_end,omitempty"`
+	// Reviews so far.
+	Reviews []*Review `protobuf:"bytes,13,rep,name=reviews,proto3" json:"reviews,omitempty"`
+	// Who denied, cancelled or revoked it.
+	ResolvedBy string `protobuf:"bytes,14,opt,name=resolved_by,json=resolvedBy,proto3" json:"resolved_by,omitempty"`
+	// The comment or reason given with the resolution.
+	ResolutionNote string `protobuf:"bytes,15,opt,name=resolution_note,json=resolutionNote,proto3" json:"resolution_note,omitempty"`
+	// The policy rule that made the beneficiary eligible.
+	Rule          string `protobuf:"bytes,16,opt,name=rule,proto3" json:"rule,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AccessRequest) Reset() {
+	*x = AccessRequest{}
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AccessRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AccessRequest) ProtoMessage() {}
+
+func (x *AccessRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AccessRequest.ProtoReflect.Descriptor instead.
+func (*AccessRequest) Descriptor() ([]byte, []int) {
+	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *AccessRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *AccessRequest) GetRequester() string {
+	if x != nil {
+		return x.Requester
+	}
+	return ""
+}
+
+func (x *AccessRequest) GetBeneficiary() string {
+	if x != nil {
+		return x.Beneficiary
+	}
+	return ""
+}
+
+func (x *AccessRequest) GetEntitlement() string {
+	if x != nil {
+		return x.Entitlement
+	}
+	return ""
+}
+
+func (x *AccessRequest) GetDuration() *durationpb.Duration {
+	if x != nil {
+		return x.Duration
+	}
+	return nil
+}
+
+func (x *AccessRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *AccessRequest) GetTicket() string {
+	if x != nil {
+		return x.Ticket
+	}
+	return ""
+}
+
+func (x *AccessRequest) GetState() RequestState {
+	if x != nil {
+		return x.State
+	}
+	return RequestState_REQUEST_STATE_UNSPECIFIED
+}
+
+func (x *AccessRequest) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *AccessRequest) GetPendingUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PendingUntil
+	}
+	return nil
+}
+
+func (x *AccessRequest) GetApprovedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ApprovedAt
+	}
+	return nil
+}
+
+func (x *AccessRequest) GetWindowEnd() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WindowEnd
+	}
+	return nil
+}
+
+func (x *AccessRequest) GetReviews() []*Review {
+	if x != nil {
+		return x.Reviews
+	}
+	return nil
+}
+
+func (x *AccessRequest) GetResolvedBy() string {
+	if x != nil {
+		return x.ResolvedBy
+	}
+	return ""
+}
+
+func (x *AccessRequest) GetResolutionNote() string {
+	if x != nil {
+		return x.ResolutionNote
+	}
+	return ""
+}
+
+func (x *AccessRequest) GetRule() string {
+	if x != nil {
+		return x.Rule
+	}
+	return ""
 }
 
 // IssueCredentialRequest asks for a credential.
@@ -90,7 +634,7 @@ type IssueCredentialRequest struct {
 
 func (x *IssueCredentialRequest) Reset() {
 	*x = IssueCredentialRequest{}
-	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[0]
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -102,7 +646,7 @@ func (x *IssueCredentialRequest) String() string {
 func (*IssueCredentialRequest) ProtoMessage() {}
 
 func (x *IssueCredentialRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[0]
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -115,7 +659,7 @@ func (x *IssueCredentialRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueCredentialRequest.ProtoReflect.Descriptor instead.
 func (*IssueCredentialRequest) Descriptor() ([]byte, []int) {
-	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{0}
+	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *IssueCredentialRequest) GetEntitlement() string {
@@ -143,7 +687,7 @@ type IssueCredentialResponse struct {
 
 func (x *IssueCredentialResponse) Reset() {
 	*x = IssueCredentialResponse{}
-	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[1]
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -155,7 +699,7 @@ func (x *IssueCredentialResponse) String() string {
 func (*IssueCredentialResponse) ProtoMessage() {}
 
 func (x *IssueCredentialResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[1]
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -168,7 +712,7 @@ func (x *IssueCredentialResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueCredentialResponse.ProtoReflect.Descriptor instead.
 func (*IssueCredentialResponse) Descriptor() ([]byte, []int) {
-	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{1}
+	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *IssueCredentialResponse) GetCredential() *Credential {
@@ -202,7 +746,7 @@ type Credential struct {
 
 func (x *Credential) Reset() {
 	*x = Credential{}
-	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[2]
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -214,7 +758,7 @@ func (x *Credential) String() string {
 func (*Credential) ProtoMessage() {}
 
 func (x *Credential) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[2]
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -227,7 +771,7 @@ func (x *Credential) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Credential.ProtoReflect.Descriptor instead.
 func (*Credential) Descriptor() ([]byte, []int) {
-	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{2}
+	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Credential) GetGrantId() string {
@@ -283,7 +827,47 @@ var File_writ_broker_v1_broker_service_proto protoreflect.FileDescriptor
 
 const file_writ_broker_v1_broker_service_proto_rawDesc = "" +
 	"\n" +
-	"#writ/broker/v1/broker_service.proto\x12\x0ewrit.broker.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"g\n" +
+	"#writ/broker/v1/broker_service.proto\x12\x0ewrit.broker.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9f\x01\n" +
+	"\x14RequestAccessRequest\x12 \n" +
+	"\ventitlement\x18\x01 \x01(\tR\ventitlement\x125\n" +
+	"\bduration\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\bduration\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x16\n" +
+	"\x06ticket\x18\x04 \x01(\tR\x06ticket\"P\n" +
+	"\x15RequestAccessResponse\x127\n" +
+	"\arequest\x18\x01 \x01(\v2\x1d.writ.broker.v1.AccessRequestR\arequest\"4\n" +
+	"\x13WatchRequestRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\"O\n" +
+	"\x14WatchRequestResponse\x127\n" +
+	"\arequest\x18\x01 \x01(\v2\x1d.writ.broker.v1.AccessRequestR\arequest\"\x9c\x01\n" +
+	"\x06Review\x12\x1a\n" +
+	"\breviewer\x18\x01 \x01(\tR\breviewer\x12\x1a\n" +
+	"\bdecision\x18\x02 \x01(\tR\bdecision\x12\x18\n" +
+	"\acomment\x18\x03 \x01(\tR\acomment\x12\x14\n" +
+	"\x05stage\x18\x04 \x01(\x05R\x05stage\x12*\n" +
+	"\x02at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\xa0\x05\n" +
+	"\rAccessRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
+	"\trequester\x18\x02 \x01(\tR\trequester\x12 \n" +
+	"\vbeneficiary\x18\x03 \x01(\tR\vbeneficiary\x12 \n" +
+	"\ventitlement\x18\x04 \x01(\tR\ventitlement\x125\n" +
+	"\bduration\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\bduration\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x12\x16\n" +
+	"\x06ticket\x18\a \x01(\tR\x06ticket\x122\n" +
+	"\x05state\x18\b \x01(\x0e2\x1c.writ.broker.v1.RequestStateR\x05state\x129\n" +
+	"\n" +
+	"created_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12?\n" +
+	"\rpending_until\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\fpendingUntil\x12;\n" +
+	"\vapproved_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"approvedAt\x129\n" +
+	"\n" +
+	"window_end\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\twindowEnd\x120\n" +
+	"\areviews\x18\r \x03(\v2\x16.writ.broker.v1.ReviewR\areviews\x12\x1f\n" +
+	"\vresolved_by\x18\x0e \x01(\tR\n" +
+	"resolvedBy\x12'\n" +
+	"\x0fresolution_note\x18\x0f \x01(\tR\x0eresolutionNote\x12\x12\n" +
+	"\x04rule\x18\x10 \x01(\tR\x04rule\"g\n" +
 	"\x16IssueCredentialRequest\x12 \n" +
 	"\ventitlement\x18\x01 \x01(\tR\ventitlement\x12+\n" +
 	"\x03ttl\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"U\n" +
@@ -300,13 +884,23 @@ const file_writ_broker_v1_broker_service_proto_rawDesc = "" +
 	"\treference\x18\x05 \x01(\tR\treference\x127\n" +
 	"\tissued_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\bissuedAt\x129\n" +
 	"\n" +
-	"expires_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt*k\n" +
+	"expires_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt*\xd1\x01\n" +
+	"\fRequestState\x12\x1d\n" +
+	"\x19REQUEST_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15REQUEST_STATE_PENDING\x10\x01\x12\x1a\n" +
+	"\x16REQUEST_STATE_APPROVED\x10\x02\x12\x18\n" +
+	"\x14REQUEST_STATE_DENIED\x10\x03\x12\x19\n" +
+	"\x15REQUEST_STATE_EXPIRED\x10\x04\x12\x1b\n" +
+	"\x17REQUEST_STATE_CANCELLED\x10\x05\x12\x19\n" +
+	"\x15REQUEST_STATE_REVOKED\x10\x06*k\n" +
 	"\x0eCredentialKind\x12\x1f\n" +
 	"\x1bCREDENTIAL_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13CREDENTIAL_KIND_JWT\x10\x01\x12\x1f\n" +
-	"\x1bCREDENTIAL_KIND_VAULT_TOKEN\x10\x022s\n" +
+	"\x1bCREDENTIAL_KIND_VAULT_TOKEN\x10\x022\xae\x02\n" +
 	"\rBrokerService\x12b\n" +
-	"\x0fIssueCredential\x12&.writ.broker.v1.IssueCredentialRequest\x1a'.writ.broker.v1.IssueCredentialResponseB\xba\x01\n" +
+	"\x0fIssueCredential\x12&.writ.broker.v1.IssueCredentialRequest\x1a'.writ.broker.v1.IssueCredentialResponse\x12\\\n" +
+	"\rRequestAccess\x12$.writ.broker.v1.RequestAccessRequest\x1a%.writ.broker.v1.RequestAccessResponse\x12[\n" +
+	"\fWatchRequest\x12#.writ.broker.v1.WatchRequestRequest\x1a$.writ.broker.v1.WatchRequestResponse0\x01B\xba\x01\n" +
 	"\x12com.writ.broker.v1B\x12BrokerServiceProtoP\x01Z6github.com/writ-dev/writ/proto/writ/broker/v1;brokerv1\xa2\x02\x03WBX\xaa\x02\x0eWrit.Broker.V1\xca\x02\x0eWrit\\Broker\\V1\xe2\x02\x1aWrit\\Broker\\V1\\GPBMetadata\xea\x02\x10Writ::Broker::V1b\x06proto3"
 
 var (
@@ -321,29 +915,51 @@ func file_writ_broker_v1_broker_service_proto_rawDescGZIP() []byte {
 	return file_writ_broker_v1_broker_service_proto_rawDescData
 }
 
-var file_writ_broker_v1_broker_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_writ_broker_v1_broker_service_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_writ_broker_v1_broker_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_writ_broker_v1_broker_service_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_writ_broker_v1_broker_service_proto_goTypes = []any{
-	(CredentialKind)(0),             // 0: writ.broker.v1.CredentialKind
-	(*IssueCredentialRequest)(nil),  // 1: writ.broker.v1.IssueCredentialRequest
-	(*IssueCredentialResponse)(nil), // 2: writ.broker.v1.IssueCredentialResponse
-	(*Credential)(nil),              // 3: writ.broker.v1.Credential
-	(*durationpb.Duration)(nil),     // 4: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 5: google.protobuf.Timestamp
+	(RequestState)(0),               // 0: writ.broker.v1.RequestState
+	(CredentialKind)(0),             // 1: writ.broker.v1.CredentialKind
+	(*RequestAccessRequest)(nil),    // 2: writ.broker.v1.RequestAccessRequest
+	(*RequestAccessResponse)(nil),   // 3: writ.broker.v1.RequestAccessResponse
+	(*WatchRequestRequest)(nil),     // 4: writ.broker.v1.WatchRequestRequest
+	(*WatchRequestResponse)(nil),    // 5: writ.broker.v1.WatchRequestResponse
+	(*Review)(nil),                  // 6: writ.broker.v1.Review
+	(*AccessRequest)(nil),           // 7: writ.broker.v1.AccessRequest
+	(*IssueCredentialRequest)(nil),  // 8: writ.broker.v1.IssueCredentialRequest
+	(*IssueCredentialResponse)(nil), // 9: writ.broker.v1.IssueCredentialResponse
+	(*Credential)(nil),              // 10: writ.broker.v1.Credential
+	(*durationpb.Duration)(nil),     // 11: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 12: google.protobuf.Timestamp
 }
 var file_writ_broker_v1_broker_service_proto_depIdxs = []int32{
-	4, // 0: writ.broker.v1.IssueCredentialRequest.ttl:type_name -> google.protobuf.Duration
-	3, // 1: writ.broker.v1.IssueCredentialResponse.credential:type_name -> writ.broker.v1.Credential
-	0, // 2: writ.broker.v1.Credential.kind:type_name -> writ.broker.v1.CredentialKind
-	5, // 3: writ.broker.v1.Credential.issued_at:type_name -> google.protobuf.Timestamp
-	5, // 4: writ.broker.v1.Credential.expires_at:type_name -> google.protobuf.Timestamp
-	1, // 5: writ.broker.v1.BrokerService.IssueCredential:input_type -> writ.broker.v1.IssueCredentialRequest
-	2, // 6: writ.broker.v1.BrokerService.IssueCredential:output_type -> writ.broker.v1.IssueCredentialResponse
-	6, // [6:7] is the sub-list for method output_type
-	5, // [5:6] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	11, // 0: writ.broker.v1.RequestAccessRequest.duration:type_name -> google.protobuf.Duration
+	7,  // 1: writ.broker.v1.RequestAccessResponse.request:type_name -> writ.broker.v1.AccessRequest
+	7,  // 2: writ.broker.v1.WatchRequestResponse.request:type_name -> writ.broker.v1.AccessRequest
+	12, // 3: writ.broker.v1.Review.at:type_name -> google.protobuf.Timestamp
+	11, // 4: writ.broker.v1.AccessRequest.duration:type_name -> google.protobuf.Duration
+	0,  // 5: writ.broker.v1.AccessRequest.state:type_name -> writ.broker.v1.RequestState
+	12, // 6: writ.broker.v1.AccessRequest.created_at:type_name -> google.protobuf.Timestamp
+	12, // 7: writ.broker.v1.AccessRequest.pending_until:type_name -> google.protobuf.Timestamp
+	12, // 8: writ.broker.v1.AccessRequest.approved_at:type_name -> google.protobuf.Timestamp
+	12, // 9: writ.broker.v1.AccessRequest.window_end:type_name -> google.protobuf.Timestamp
+	6,  // 10: writ.broker.v1.AccessRequest.reviews:type_name -> writ.broker.v1.Review
+	11, // 11: writ.broker.v1.IssueCredentialRequest.ttl:type_name -> google.protobuf.Duration
+	10, // 12: writ.broker.v1.IssueCredentialResponse.credential:type_name -> writ.broker.v1.Credential
+	1,  // 13: writ.broker.v1.Credential.kind:type_name -> writ.broker.v1.CredentialKind
+	12, // 14: writ.broker.v1.Credential.issued_at:type_name -> google.protobuf.Timestamp
+	12, // 15: writ.broker.v1.Credential.expires_at:type_name -> google.protobuf.Timestamp
+	8,  // 16: writ.broker.v1.BrokerService.IssueCredential:input_type -> writ.broker.v1.IssueCredentialRequest
+	2,  // 17: writ.broker.v1.BrokerService.RequestAccess:input_type -> writ.broker.v1.RequestAccessRequest
+	4,  // 18: writ.broker.v1.BrokerService.WatchRequest:input_type -> writ.broker.v1.WatchRequestRequest
+	9,  // 19: writ.broker.v1.BrokerService.IssueCredential:output_type -> writ.broker.v1.IssueCredentialResponse
+	3,  // 20: writ.broker.v1.BrokerService.RequestAccess:output_type -> writ.broker.v1.RequestAccessResponse
+	5,  // 21: writ.broker.v1.BrokerService.WatchRequest:output_type -> writ.broker.v1.WatchRequestResponse
+	19, // [19:22] is the sub-list for method output_type
+	16, // [16:19] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_writ_broker_v1_broker_service_proto_init() }
@@ -356,8 +972,8 @@ func file_writ_broker_v1_broker_service_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_writ_broker_v1_broker_service_proto_rawDesc), len(file_writ_broker_v1_broker_service_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   3,
+			NumEnums:      2,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -20,6 +20,8 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	BrokerService_IssueCredential_FullMethodName = "/writ.broker.v1.BrokerService/IssueCredential"
+	BrokerService_RequestAccess_FullMethodName   = "/writ.broker.v1.BrokerService/RequestAccess"
+	BrokerService_WatchRequest_FullMethodName    = "/writ.broker.v1.BrokerService/WatchRequest"
 )
 
 // BrokerServiceClient is the client API for BrokerService service.
@@ -42,6 +44,16 @@ type BrokerServiceClient interface {
 	// (the entitlement needs an approval), UNAVAILABLE (issuer or ledger failure;
 	// nothing was issued).
 	IssueCredential(ctx context.Context, in *IssueCredentialRequest, opts ...grpc.CallOption) (*IssueCredentialResponse, error)
+	// RequestAccess asks people to approve an entitlement for the calling
+	// workload. The request starts pending; once approved, IssueCredential mints
+	// credentials under it until its window ends. Errors: NOT_FOUND,
+	// PERMISSION_DENIED (not eligible), INVALID_ARGUMENT (duration above the
+	// window, reason or ticket refused by the policy; the message says why).
+	RequestAccess(ctx context.Context, in *RequestAccessRequest, opts ...grpc.CallOption) (*RequestAccessResponse, error)
+	// WatchRequest streams the request's state: once at once, then on every
+	// change, and ends when the request is resolved (approved, denied, expired,
+	// cancelled or revoked). A workload may watch only requests for itself.
+	WatchRequest(ctx context.Context, in *WatchRequestRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchRequestResponse], error)
 }
 
 type brokerServiceClient struct {
@@ -61,6 +73,35 @@ func (c *brokerServiceClient) IssueCredential(ctx context.Context, in *IssueCred
 	}
 	return out, nil
 }
+
+func (c *brokerServiceClient) RequestAccess(ctx context.Context, in *RequestAccessRequest, opts ...grpc.CallOption) (*RequestAccessResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RequestAccessResponse)
+	err := c.cc.Invoke(ctx, BrokerService_RequestAccess_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *brokerServiceClient) WatchRequest(ctx context.Context, in *WatchRequestRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchRequestResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &BrokerService_ServiceDesc.Streams[0], BrokerService_WatchRequest_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchRequestRequest, WatchRequestResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type BrokerService_WatchRequestClient = grpc.ServerStreamingClient[WatchRequestResponse]
 
 // BrokerServiceServer is the server API for BrokerService service.
 // All implementations must embed UnimplementedBrokerServiceServer
@@ -82,6 +123,16 @@ type BrokerServiceServer interface {
 	// (the entitlement needs an approval), UNAVAILABLE (issuer or ledger failure;
 	// nothing was issued).
 	IssueCredential(context.Context, *IssueCredentialRequest) (*IssueCredentialResponse, error)
+	// RequestAccess asks people to approve an entitlement for the calling
+	// workload. The request starts pending; once approved, IssueCredential mints
+	// credentials under it until its window ends. Errors: NOT_FOUND,
+	// PERMISSION_DENIED (not eligible), INVALID_ARGUMENT (duration above the
+	// window, reason or ticket refused by the policy; the message says why).
+	RequestAccess(context.Context, *RequestAccessRequest) (*RequestAccessResponse, error)
+	// WatchRequest streams the request's state: once at once, then on every
+	// change, and ends when the request is resolved (approved, denied, expired,
+	// cancelled or revoked). A workload may watch only requests for itself.
+	WatchRequest(*WatchRequestRequest, grpc.ServerStreamingServer[WatchRequestResponse]) error
 	mustEmbedUnimplementedBrokerServiceServer()
 }
 
@@ -94,6 +145,12 @@ type UnimplementedBrokerServiceServer struct{}
 
 func (UnimplementedBrokerServiceServer) IssueCredential(context.Context, *IssueCredentialRequest) (*IssueCredentialResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method IssueCredential not implemented")
+}
+func (UnimplementedBrokerServiceServer) RequestAccess(context.Context, *RequestAccessRequest) (*RequestAccessResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RequestAccess not implemented")
+}
+func (UnimplementedBrokerServiceServer) WatchRequest(*WatchRequestRequest, grpc.ServerStreamingServer[WatchRequestResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchRequest not implemented")
 }
 func (UnimplementedBrokerServiceServer) mustEmbedUnimplementedBrokerServiceServer() {}
 func (UnimplementedBrokerServiceServer) testEmbeddedByValue()                       {}
@@ -134,6 +191,35 @@ func _BrokerService_IssueCredential_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _BrokerService_RequestAccess_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RequestAccessRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrokerServiceServer).RequestAccess(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BrokerService_RequestAccess_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrokerServiceServer).RequestAccess(ctx, req.(*RequestAccessRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BrokerService_WatchRequest_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchRequestRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(BrokerServiceServer).WatchRequest(m, &grpc.GenericServerStream[WatchRequestRequest, WatchRequestResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type BrokerService_WatchRequestServer = grpc.ServerStreamingServer[WatchRequestResponse]
+
 // BrokerService_ServiceDesc is the grpc.ServiceDesc for BrokerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -145,7 +231,17 @@ var BrokerService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "IssueCredential",
 			Handler:    _BrokerService_IssueCredential_Handler,
 		},
+		{
+			MethodName: "RequestAccess",
+			Handler:    _BrokerService_RequestAccess_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchRequest",
+			Handler:       _BrokerService_WatchRequest_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "writ/broker/v1/broker_service.proto",
 }
