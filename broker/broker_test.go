@@ -132,7 +132,10 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 type envOptions struct {
-	ledger broker.Ledger // nil: the real bbolt ledger
+	ledger  broker.Ledger                             // nil: the real bbolt ledger
+	policy  string                                    // "": testPolicy
+	issuers map[approval.CredentialKind]broker.Issuer // nil: the fake JWT issuer
+	now     func() time.Time                          // nil: fixedNow
 }
 
 // newEnv starts a broker on loopback with real mTLS, a real bbolt ledger in
@@ -143,7 +146,11 @@ func newEnv(t *testing.T, opts envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pol, err := policy.Parse("policy.yaml", []byte(testPolicy))
+	polText := testPolicy
+	if opts.policy != "" {
+		polText = opts.policy
+	}
+	pol, err := policy.Parse("policy.yaml", []byte(polText))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,13 +174,21 @@ func newEnv(t *testing.T, opts envOptions) *env {
 		ledger = l
 	}
 	e := &env{ca: ca, store: store, issuer: &fakeIssuer{}, logs: &syncBuffer{}}
+	issuers := opts.issuers
+	if issuers == nil {
+		issuers = map[approval.CredentialKind]broker.Issuer{approval.KindJWT: e.issuer}
+	}
+	now := opts.now
+	if now == nil {
+		now = func() time.Time { return fixedNow }
+	}
 	srv, err := broker.New(broker.Config{
 		Policy:    pol,
-		Issuers:   map[approval.CredentialKind]broker.Issuer{approval.KindJWT: e.issuer},
+		Issuers:   issuers,
 		Ledger:    ledger,
 		Operators: []spiffeid.ID{operator},
 		Logger:    slog.New(slog.NewJSONHandler(e.logs, nil)),
-		Now:       func() time.Time { return fixedNow },
+		Now:       now,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -48,12 +48,11 @@ func (s *Server) IssueCredential(ctx context.Context, req *brokerv1.IssueCredent
 // issue returns the credential, the grant (possibly partial, for metrics) and
 // an outcome label.
 func (s *Server) issue(ctx context.Context, req *brokerv1.IssueCredentialRequest) (approval.Credential, approval.Grant, string, error) {
-	caller, ok := callerFrom(ctx)
+	id, ok := workloadFrom(ctx)
 	if !ok {
-		// The interceptor guarantees a caller; reaching here is a wiring bug.
-		return approval.Credential{}, approval.Grant{}, "unauthenticated", errors.New("no authenticated caller in context")
+		return approval.Credential{}, approval.Grant{}, "unauthenticated", fmt.Errorf("credentials are for workloads: %w", errNotWorkload)
 	}
-	principal := approval.Principal(caller.String())
+	principal := approval.Principal(id.String())
 	ttl, err := requestTTL(req)
 	if err != nil {
 		return s.deny(ctx, principal, approval.Grant{}, err)
@@ -61,8 +60,7 @@ func (s *Server) issue(ctx context.Context, req *brokerv1.IssueCredentialRequest
 	if !entitlementName.MatchString(req.GetEntitlement()) {
 		return s.deny(ctx, principal, approval.Grant{}, fmt.Errorf("entitlement name %q is not a valid name: %w", truncate(req.GetEntitlement(), 64), errBadRequest))
 	}
-	now := s.now()
-	g, err := s.policy.Load().Decide(ctx, s.newID(), principal, req.GetEntitlement(), ttl, now)
+	g, err := s.decide(ctx, principal, req.GetEntitlement(), ttl)
 	if err != nil {
 		g.Entitlement = req.GetEntitlement()
 		return s.deny(ctx, principal, g, err)
@@ -89,6 +87,21 @@ func (s *Server) issue(ctx context.Context, req *brokerv1.IssueCredentialRequest
 		return approval.Credential{}, g, "error", err
 	}
 
+	if g.RequestID != "" {
+		// Inventory first, so revoking the approval finds this credential.
+		// RecordGrant re-reads the approval afterwards and refuses if it was
+		// revoked meanwhile (T23): then the credential is revoked at once.
+		rec := approval.GrantRecord{GrantID: g.ID, RequestID: g.RequestID, Ref: cred.Ref, IssuedAt: cred.IssuedAt}
+		if err := s.approvals.RecordGrant(context.WithoutCancel(ctx), rec); err != nil {
+			s.revoke(ctx, issuer, cred.Ref)
+			if errors.Is(err, approval.ErrResolved) {
+				s.record(context.WithoutCancel(ctx), grantEvent(ActionRevoke, "revoked", principal, g, cred, "approval ended while the credential was minted"))
+				return approval.Credential{}, g, "approval_ended", fmt.Errorf("request %s: %w", g.RequestID, err)
+			}
+			return approval.Credential{}, g, "store_error", fmt.Errorf("record grant %s under %s: %w: %w", g.ID, g.RequestID, errLedger, err)
+		}
+	}
+
 	// The credential exists now. Record it durably before it may leave; a
 	// cancelled caller must not leave an unrecorded credential behind.
 	if _, err := s.record(context.WithoutCancel(ctx), grantEvent(ActionGrant, "granted", principal, g, cred, "")); err != nil {
@@ -110,6 +123,23 @@ func (s *Server) issue(ctx context.Context, req *brokerv1.IssueCredentialRequest
 		slog.Duration("ttl", g.TTL),
 		slog.String("request_id", requestIDFrom(ctx)))
 	return cred, g, "granted", nil
+}
+
+// decide returns the grant to mint: by policy alone for automatic
+// entitlements, under a live approval for the others.
+func (s *Server) decide(ctx context.Context, p approval.Principal, name string, ttl time.Duration) (approval.Grant, error) {
+	pol := s.policy.Load()
+	e, err := pol.Lookup(name)
+	if err != nil {
+		return approval.Grant{}, err
+	}
+	if e.Mode != approval.ModeApprovers {
+		return pol.Decide(ctx, s.newID(), p, name, ttl, s.now())
+	}
+	if rule, ok := e.Eligible(p); !ok {
+		return approval.Grant{Rule: rule}, fmt.Errorf("%s may not request %q: %w", p, name, approval.ErrNotEligible)
+	}
+	return s.approvals.Authorize(ctx, p, name, ttl, s.newID())
 }
 
 // deny records a refusal and returns err for the caller. If the refusal
@@ -155,7 +185,12 @@ func (s *Server) revoke(ctx context.Context, issuer Issuer, ref approval.Credent
 }
 
 func grantEvent(action, outcome string, p approval.Principal, g approval.Grant, c approval.Credential, reason string) audit.Event {
+	var details map[string]string
+	if g.RequestID != "" {
+		details = map[string]string{"request_id": g.RequestID}
+	}
 	return audit.Event{
+		Details:        details,
 		Action:         action,
 		Actor:          p.String(),
 		Subject:        p.String(),
@@ -200,6 +235,10 @@ func outcomeOf(err error) string {
 		return "invalid_request"
 	case errors.Is(err, approval.ErrUnsupported), errors.Is(err, errNoIssuer):
 		return "unsupported"
+	case errors.Is(err, approval.ErrNotApproved):
+		return "not_approved"
+	case errors.Is(err, approval.ErrWindowEnded):
+		return "window_ended"
 	default:
 		return "error"
 	}

@@ -23,6 +23,12 @@ var (
 	errNotOperator = errors.New("caller is not an operator")
 	// errBadRequest marks malformed request fields.
 	errBadRequest = errors.New("bad request")
+	// errNotWorkload marks a workload RPC called by a person.
+	errNotWorkload = errors.New("caller is not a workload")
+	// errNotPerson marks a review attempted without a person's identity.
+	errNotPerson = errors.New("caller is not a person")
+	// errNoApprovals marks an approval RPC on a broker without approvals.
+	errNoApprovals = errors.New("approvals are not configured on this broker")
 )
 
 // toStatus is the only place domain and adapter errors become gRPC statuses.
@@ -34,12 +40,24 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 		return nil
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return status.FromContextError(err).Err()
-	case errors.Is(err, approval.ErrUnknownEntitlement):
+	case errors.Is(err, approval.ErrUnknownEntitlement),
+		errors.Is(err, approval.ErrNotFound):
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, approval.ErrNotEligible),
 		errors.Is(err, approval.ErrConditionFalse),
-		errors.Is(err, errNotOperator):
+		errors.Is(err, approval.ErrSelfApproval),
+		errors.Is(err, approval.ErrAlreadyReviewed),
+		errors.Is(err, approval.ErrNotApprover),
+		errors.Is(err, errNotOperator),
+		errors.Is(err, errNotWorkload),
+		errors.Is(err, errNotPerson):
 		return status.Error(codes.PermissionDenied, err.Error())
+	case errors.Is(err, approval.ErrNotApproved),
+		errors.Is(err, approval.ErrWindowEnded),
+		errors.Is(err, approval.ErrResolved),
+		errors.Is(err, approval.ErrConflict),
+		errors.Is(err, errNoApprovals):
+		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, approval.ErrTTLTooLong),
 		errors.Is(err, approval.ErrInvalid),
 		errors.Is(err, errBadRequest):

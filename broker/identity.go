@@ -6,28 +6,64 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/writ-dev/writ/approval"
 	"github.com/writ-dev/writ/internal/spiffe"
 )
+
+// Person is a human authenticated by an OIDC ID token.
+type Person struct {
+	// Principal is "oidc:<issuer>#<subject>".
+	Principal approval.Principal
+	// Groups come from the token's groups claim.
+	Groups []string
+	// Expires is when the token stops being accepted.
+	Expires time.Time
+}
+
+// PersonVerifier checks a bearer ID token. Any error means Unauthenticated.
+type PersonVerifier interface {
+	VerifyPerson(ctx context.Context, token string) (Person, error)
+}
+
+// caller is who is calling: a workload (by SVID) or a person (by ID token).
+type caller struct {
+	workload spiffeid.ID
+	person   *Person
+}
+
+func (c caller) principal() approval.Principal {
+	if c.person != nil {
+		return c.person.Principal
+	}
+	return approval.Principal(c.workload.String())
+}
 
 type callerKey struct{}
 
 type requestIDKey struct{}
 
-// withCaller returns ctx carrying the authenticated caller.
-func withCaller(ctx context.Context, id spiffeid.ID) context.Context {
-	return context.WithValue(ctx, callerKey{}, id)
+func withCaller(ctx context.Context, c caller) context.Context {
+	return context.WithValue(ctx, callerKey{}, c)
 }
 
-// callerFrom returns the authenticated caller set by the interceptor.
-func callerFrom(ctx context.Context) (spiffeid.ID, bool) {
-	id, ok := ctx.Value(callerKey{}).(spiffeid.ID)
-	return id, ok && !id.IsZero()
+// callerFrom returns the authenticated caller set by an interceptor.
+func callerFrom(ctx context.Context) (caller, bool) {
+	c, ok := ctx.Value(callerKey{}).(caller)
+	return c, ok && (c.person != nil || !c.workload.IsZero())
+}
+
+// workloadFrom returns the calling workload's SPIFFE ID.
+func workloadFrom(ctx context.Context) (spiffeid.ID, bool) {
+	c, ok := callerFrom(ctx)
+	return c.workload, ok && !c.workload.IsZero()
 }
 
 func requestIDFrom(ctx context.Context) string {
@@ -35,12 +71,35 @@ func requestIDFrom(ctx context.Context) string {
 	return id
 }
 
-// UnaryInterceptor authenticates every unary call: the caller's SPIFFE ID
-// comes only from the verified peer certificate. Calls without one fail with
-// UNAUTHENTICATED before any handler runs. Health and reflection are exempt.
+// UnaryInterceptor authenticates calls on the workload listener: the caller's
+// SPIFFE ID comes only from the verified peer certificate. Calls without one
+// fail with UNAUTHENTICATED before any handler runs. Health and reflection
+// are exempt.
 func (s *Server) UnaryInterceptor() grpc.UnaryServerInterceptor {
+	return unary(s.authenticateWorkload)
+}
+
+// StreamInterceptor is the streaming counterpart of UnaryInterceptor.
+func (s *Server) StreamInterceptor() grpc.StreamServerInterceptor {
+	return stream(s.authenticateWorkload)
+}
+
+// PersonUnaryInterceptor authenticates calls on the admin listener with an
+// OIDC ID token in "authorization: Bearer <token>" metadata.
+func (s *Server) PersonUnaryInterceptor() grpc.UnaryServerInterceptor {
+	return unary(s.authenticatePerson)
+}
+
+// PersonStreamInterceptor is the streaming counterpart of PersonUnaryInterceptor.
+func (s *Server) PersonStreamInterceptor() grpc.StreamServerInterceptor {
+	return stream(s.authenticatePerson)
+}
+
+type authFunc func(ctx context.Context, method string) (context.Context, error)
+
+func unary(auth authFunc) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		ctx, err := s.authenticate(ctx, info.FullMethod)
+		ctx, err := auth(ctx, info.FullMethod)
 		if err != nil {
 			return nil, err
 		}
@@ -48,10 +107,9 @@ func (s *Server) UnaryInterceptor() grpc.UnaryServerInterceptor {
 	}
 }
 
-// StreamInterceptor is the streaming counterpart of UnaryInterceptor.
-func (s *Server) StreamInterceptor() grpc.StreamServerInterceptor {
+func stream(auth authFunc) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		ctx, err := s.authenticate(ss.Context(), info.FullMethod)
+		ctx, err := auth(ss.Context(), info.FullMethod)
 		if err != nil {
 			return err
 		}
@@ -66,7 +124,7 @@ type wrappedStream struct {
 
 func (w *wrappedStream) Context() context.Context { return w.ctx }
 
-func (s *Server) authenticate(ctx context.Context, method string) (context.Context, error) {
+func (s *Server) authenticateWorkload(ctx context.Context, method string) (context.Context, error) {
 	if isPublic(method) {
 		return ctx, nil
 	}
@@ -75,10 +133,43 @@ func (s *Server) authenticate(ctx context.Context, method string) (context.Conte
 		s.log.WarnContext(ctx, "call without a verified SPIFFE ID", slog.String("method", method))
 		return nil, status.Error(codes.Unauthenticated, "a verified X.509-SVID is required")
 	}
+	return withCaller(withRequestID(ctx), caller{workload: id}), nil
+}
+
+// maxTokenLen bounds a bearer token before it is parsed (T37).
+const maxTokenLen = 8 << 10
+
+func (s *Server) authenticatePerson(ctx context.Context, method string) (context.Context, error) {
+	if isPublic(method) {
+		return ctx, nil
+	}
+	if s.people == nil {
+		return nil, status.Error(codes.Unauthenticated, "people cannot sign in: no OIDC issuer is configured on this broker")
+	}
+	var token string
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		if v := md.Get("authorization"); len(v) == 1 {
+			token, _ = strings.CutPrefix(v[0], "Bearer ")
+		}
+	}
+	if token == "" {
+		return nil, status.Error(codes.Unauthenticated, "an OIDC ID token is required: run `writ login`")
+	}
+	if len(token) > maxTokenLen {
+		return nil, status.Error(codes.Unauthenticated, "token too large")
+	}
+	p, err := s.people.VerifyPerson(ctx, token)
+	if err != nil {
+		s.log.InfoContext(ctx, "rejected ID token", slog.String("method", method), slog.Any("error", err))
+		return nil, status.Error(codes.Unauthenticated, "invalid or expired ID token: run `writ login` again")
+	}
+	return withCaller(withRequestID(ctx), caller{person: &p}), nil
+}
+
+func withRequestID(ctx context.Context) context.Context {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
-	ctx = context.WithValue(ctx, requestIDKey{}, hex.EncodeToString(b[:]))
-	return withCaller(ctx, id), nil
+	return context.WithValue(ctx, requestIDKey{}, hex.EncodeToString(b[:]))
 }
 
 // isPublic reports whether method needs no caller identity: health checks and

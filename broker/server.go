@@ -16,6 +16,8 @@ import (
 
 	"github.com/writ-dev/writ/approval"
 	"github.com/writ-dev/writ/internal/audit"
+	"github.com/writ-dev/writ/internal/notify"
+	"github.com/writ-dev/writ/internal/revoke"
 	adminv1 "github.com/writ-dev/writ/proto/writ/admin/v1"
 	brokerv1 "github.com/writ-dev/writ/proto/writ/broker/v1"
 )
@@ -35,6 +37,37 @@ type Ledger interface {
 	Append(ctx context.Context, e audit.Event) (audit.Entry, error)
 }
 
+// Approvals is the approval service: requests, reviews and the live
+// approvals credentials are minted under.
+type Approvals interface {
+	Submit(ctx context.Context, in approval.RequestInput) (approval.Request, error)
+	Review(ctx context.Context, id string, rev approval.Review) (approval.Request, error)
+	Revoke(ctx context.Context, id string, by approval.Principal, reason string) (approval.Request, []approval.GrantRecord, error)
+	Get(ctx context.Context, id string) (approval.Request, error)
+	List(ctx context.Context, f approval.Filter) ([]approval.Request, error)
+	Authorize(ctx context.Context, beneficiary approval.Principal, entitlement string, ttl time.Duration, grantID string) (approval.Grant, error)
+	RecordGrant(ctx context.Context, g approval.GrantRecord) error
+	Grants(ctx context.Context, requestID string) ([]approval.GrantRecord, error)
+	GrantsFor(ctx context.Context, beneficiary approval.Principal, since time.Time, limit int) ([]approval.GrantRecord, error)
+	ExpireDue(ctx context.Context) ([]approval.Request, error)
+}
+
+// Revoker revokes credentials, queueing durably what cannot be revoked now.
+type Revoker interface {
+	RevokeAll(ctx context.Context, requestID string, grants []approval.GrantRecord) revoke.Receipt
+}
+
+// Notifier sends notifications; it must never block.
+type Notifier interface {
+	Notify(ctx context.Context, e notify.Event)
+}
+
+// IssuerLimiter is implemented by issuers whose backend has its own TTL
+// limits (a Vault token role's max TTL), so approvers see the honest TTL.
+type IssuerLimiter interface {
+	MaxTTL(ctx context.Context, r approval.Recipe) (time.Duration, error)
+}
+
 // Config configures a Server.
 type Config struct {
 	// Policy is the policy in force. Required.
@@ -43,8 +76,19 @@ type Config struct {
 	Issuers map[approval.CredentialKind]Issuer
 	// Ledger records every grant and denial. Required.
 	Ledger Ledger
-	// Operators may call the admin API.
+	// Operators may call the admin API with their SVIDs.
 	Operators []spiffeid.ID
+	// Approvals is required when the policy has an entitlement with
+	// approval mode "approvers".
+	Approvals Approvals
+	// People verifies people's ID tokens on the admin listener; nil means
+	// people cannot sign in.
+	People PersonVerifier
+	// Revoker revokes credentials under a revoked or expired approval.
+	// Required with Approvals.
+	Revoker Revoker
+	// Notifier receives request events; nil sends none.
+	Notifier Notifier
 	// Metrics, if set, receives grant and ledger measurements.
 	Metrics *Metrics
 	// Logger defaults to discarding.
@@ -66,6 +110,11 @@ type Server struct {
 	policy        atomic.Pointer[approval.Policy]
 	issuers       map[approval.CredentialKind]Issuer
 	ledger        Ledger
+	approvals     Approvals
+	people        PersonVerifier
+	revoker       Revoker
+	notifier      Notifier
+	watch         *watchHub
 	operators     map[spiffeid.ID]bool
 	metrics       *Metrics
 	log           *slog.Logger
@@ -88,9 +137,20 @@ func New(cfg Config) (*Server, error) {
 	if err := checkIssuers(cfg.Policy, cfg.Issuers); err != nil {
 		return nil, err
 	}
+	if (cfg.Approvals == nil) != (cfg.Revoker == nil) {
+		return nil, errors.New("broker: Approvals and Revoker go together")
+	}
+	if cfg.Approvals == nil && usesApprovers(cfg.Policy) {
+		return nil, errors.New("broker: the policy has entitlements with approval mode approvers, but no approval service is configured")
+	}
 	s := &Server{
 		issuers:       cfg.Issuers,
 		ledger:        cfg.Ledger,
+		approvals:     cfg.Approvals,
+		people:        cfg.People,
+		revoker:       cfg.Revoker,
+		notifier:      cfg.Notifier,
+		watch:         newWatchHub(),
 		operators:     make(map[spiffeid.ID]bool, len(cfg.Operators)),
 		metrics:       cfg.Metrics,
 		log:           cfg.Logger,
@@ -110,6 +170,9 @@ func New(cfg Config) (*Server, error) {
 	if s.newID == nil {
 		s.newID = NewGrantID
 	}
+	if s.notifier == nil {
+		s.notifier = nopNotifier{}
+	}
 	if s.revokeTimeout <= 0 {
 		s.revokeTimeout = 10 * time.Second
 	}
@@ -126,6 +189,25 @@ func checkIssuers(p *approval.Policy, issuers map[approval.CredentialKind]Issuer
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func usesApprovers(p *approval.Policy) bool {
+	for _, e := range p.Entitlements {
+		if e.Mode == approval.ModeApprovers {
+			return true
+		}
+	}
+	return false
+}
+
+type nopNotifier struct{}
+
+func (nopNotifier) Notify(context.Context, notify.Event) {}
+
+// RegisterAdmin registers only the admin service, for the admin listener
+// where people authenticate with ID tokens.
+func (s *Server) RegisterAdmin(r grpc.ServiceRegistrar) {
+	adminv1.RegisterAdminServiceServer(r, s)
 }
 
 // Register registers the workload and admin services on r.
