@@ -18,6 +18,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(credentialCmd(), jwksCmd(), entitlementsCmd(), auditCmd())
+	root.AddCommand(credentialCmd(), requestCmd(), requestsCmd(), approveCmd(), denyCmd(), revokeCmd(),
+		policyCmd(), loginCmd(), whoamiCmd(), jwksCmd(), entitlementsCmd(), auditCmd())
 	return root.ExecuteContext(ctx)
 }

@@ -31,6 +31,10 @@ type Config struct {
 	Vault *VaultConfig `yaml:"vault"`
 	// Admin configures the admin API.
 	Admin AdminConfig `yaml:"admin"`
+	// OIDC configures how people sign in to the admin API.
+	OIDC *OIDCConfig `yaml:"oidc"`
+	// Notify configures notifications.
+	Notify NotifyConfig `yaml:"notify"`
 	// Log configures logging.
 	Log LogConfig `yaml:"log"`
 	// ShutdownTimeout bounds the graceful shutdown.
@@ -76,8 +80,32 @@ type VaultConfig struct {
 
 // AdminConfig configures the admin API.
 type AdminConfig struct {
-	// Operators are SPIFFE IDs allowed to call the admin API.
+	// Operators are SPIFFE IDs allowed to call the admin API over mTLS.
 	Operators []string `yaml:"operators"`
+	// Listen is the TLS address where people call the admin API with OIDC
+	// ID tokens; the broker presents its SVID. Empty disables it.
+	Listen string `yaml:"listen"`
+}
+
+// OIDCConfig configures verification of people's ID tokens.
+type OIDCConfig struct {
+	// Issuer is the IdP's issuer URL, compared exactly with "iss".
+	Issuer string `yaml:"issuer"`
+	// Audience is the client ID tokens must be issued to.
+	Audience string `yaml:"audience"`
+	// JWKSURL overrides discovery of the IdP's keys.
+	JWKSURL string `yaml:"jwks_url"`
+	// GroupsClaim names the claim holding the person's groups.
+	GroupsClaim string `yaml:"groups_claim"`
+	// Algorithms is the allow-list of signing algorithms.
+	Algorithms []string `yaml:"algorithms"`
+}
+
+// NotifyConfig configures notifications.
+type NotifyConfig struct {
+	// WebhookURLFile holds a Slack-compatible incoming webhook URL (it
+	// grants posting, so it is kept out of this file). Empty disables.
+	WebhookURLFile string `yaml:"webhook_url_file"`
 }
 
 // LogConfig configures logging.
@@ -171,6 +199,29 @@ func (c Config) Validate() error {
 	}
 	if c.SVID.ReloadInterval < 0 {
 		bad("svid.reload_interval", "must not be negative")
+	}
+	if c.Admin.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
+			bad("admin.listen", "%q is not host:port", c.Admin.Listen)
+		}
+		if c.OIDC == nil {
+			bad("admin.listen", "people sign in with OIDC: configure oidc.issuer and oidc.audience, or remove admin.listen")
+		}
+	}
+	if o := c.OIDC; o != nil {
+		if u, err := url.Parse(o.Issuer); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			bad("oidc.issuer", "%q must be an http(s) URL", o.Issuer)
+		} else if u.Scheme == "http" && !isLoopback(u.Hostname()) {
+			bad("oidc.issuer", "%q uses plain HTTP to a non-loopback host; use https", o.Issuer)
+		}
+		if o.Audience == "" {
+			bad("oidc.audience", "is required: the client ID the IdP issues tokens to")
+		}
+	}
+	if f := c.Notify.WebhookURLFile; f != "" {
+		if _, err := os.Stat(f); err != nil {
+			bad("notify.webhook_url_file", "%v", err)
+		}
 	}
 	if c.Policy == "" {
 		bad("policy", "is required: the path of the policy file")

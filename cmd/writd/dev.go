@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/writ-dev/writ/internal/oidc"
 	"github.com/writ-dev/writ/internal/policy"
 	"github.com/writ-dev/writ/internal/spiffe/devca"
 )
@@ -48,6 +50,21 @@ entitlements:
     approval:
       mode: auto
       condition: request.ttl <= duration("5m")
+  - name: demo-approved
+    owner: platform-team
+    purpose: Demo of human approval - two people from group dba
+    max_ttl: 10m
+    requesters:
+      - spiffe://writ.dev/demo
+    issuer:
+      jwt:
+        audience: [demo-api]
+    approval:
+      mode: approvers
+      stages:
+        - {groups: [dba], min: 2}
+      window: 1h
+      reason: {required: true}
 `
 
 var devNext = template.Must(template.New("next").Parse(`
@@ -70,13 +87,24 @@ Try, in another terminal:
   # the entitlements in force (as the operator)
   go run ./cmd/writ entitlements {{.Flags "operator"}}
 
+  # human approval: the workload asks, alice and bob (group dba) approve
+  export WRIT_ADMIN={{.Admin}} WRIT_BROKER_ID=spiffe://{{.TD}}/writd WRIT_BUNDLE={{.Dir}}/bundle.pem WRIT_DEV_URL=http://{{.HTTP}}
+  go run ./cmd/writ request --entitlement demo-approved --duration 30m --reason "investigate orders lag" {{.Flags "demo"}}
+  go run ./cmd/writ login --dev alice --groups dba --profile alice
+  go run ./cmd/writ login --dev bob --groups dba --profile bob
+  go run ./cmd/writ requests list --pending --profile alice
+  go run ./cmd/writ approve REQUEST_ID --comment "ok" --profile alice
+  go run ./cmd/writ approve REQUEST_ID --comment "ok" --profile bob
+  go run ./cmd/writ credential --entitlement demo-approved {{.Flags "demo"}}
+  go run ./cmd/writ revoke REQUEST_ID --reason "done" --profile alice
+
   # after Ctrl-C: check the ledger's hash chain offline
   go run ./cmd/writ audit verify --data-dir {{.Dir}}
 
 `))
 
 type devInfo struct {
-	TD, Dir, GRPC, HTTP string
+	TD, Dir, GRPC, HTTP, Admin string
 }
 
 // Flags returns the writ flags that act as the named dev identity.
@@ -85,7 +113,7 @@ func (d devInfo) Flags(who string) string {
 }
 
 func devCmd(stdout, logOut io.Writer) *cobra.Command {
-	var dir, listen, httpListen string
+	var dir, listen, httpListen, adminListen string
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run a self-contained demo broker: dev CA, demo SVIDs, demo policy, local JWT issuer",
@@ -109,18 +137,32 @@ func devCmd(stdout, logOut io.Writer) *cobra.Command {
 				_ = glis.Close()
 				return fmt.Errorf("--http-listen: %w", err)
 			}
-			cfg.Listen, cfg.HTTP.Listen = glis.Addr().String(), hlis.Addr().String()
-			cfg.JWT.Issuer = "http://" + hlis.Addr().String()
-			if err := cfg.Validate(); err != nil {
-				_, _ = glis.Close(), hlis.Close()
-				return err
-			}
-			m, err := start(cmd.Context(), cfg, logOut, glis, hlis)
+			alis, err := net.Listen("tcp", adminListen)
 			if err != nil {
 				_, _ = glis.Close(), hlis.Close()
+				return fmt.Errorf("--admin-listen: %w", err)
+			}
+			closeAll := func() { _, _, _ = glis.Close(), hlis.Close(), alis.Close() }
+			cfg.Listen, cfg.HTTP.Listen, cfg.Admin.Listen = glis.Addr().String(), hlis.Addr().String(), alis.Addr().String()
+			cfg.JWT.Issuer = "http://" + hlis.Addr().String()
+			// The dev-only OIDC issuer: anyone can get a token for any name.
+			// It exists only here, never in writd serve.
+			dev, err := oidc.NewDevIssuer(cfg.JWT.Issuer+"/dev-oidc", time.Now)
+			if err != nil {
+				closeAll()
 				return err
 			}
-			info := devInfo{TD: devTrustDomain, Dir: dir, GRPC: m.GRPCAddr.String(), HTTP: m.HTTPAddr.String()}
+			cfg.OIDC = &OIDCConfig{Issuer: cfg.JWT.Issuer + "/dev-oidc", Audience: oidc.DevAudience}
+			if err := cfg.Validate(); err != nil {
+				closeAll()
+				return err
+			}
+			m, err := start(cmd.Context(), cfg, logOut, startOptions{grpcLis: glis, httpLis: hlis, adminLis: alis, devOIDC: dev})
+			if err != nil {
+				closeAll()
+				return err
+			}
+			info := devInfo{TD: devTrustDomain, Dir: dir, GRPC: m.GRPCAddr.String(), HTTP: m.HTTPAddr.String(), Admin: m.AdminAddr.String()}
 			if err := devNext.Execute(stdout, info); err != nil {
 				return err
 			}
@@ -131,7 +173,8 @@ func devCmd(stdout, logOut io.Writer) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&dir, "data-dir", "./writ-dev", "where the dev CA, SVIDs, policy and ledger live")
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8443", "gRPC address")
-	cmd.Flags().StringVar(&httpListen, "http-listen", "127.0.0.1:8080", "HTTP address (JWKS, metrics)")
+	cmd.Flags().StringVar(&httpListen, "http-listen", "127.0.0.1:8080", "HTTP address (JWKS, metrics, dev OIDC issuer)")
+	cmd.Flags().StringVar(&adminListen, "admin-listen", "127.0.0.1:8444", "admin API address for people (TLS, OIDC tokens)")
 	return cmd
 }
 
@@ -161,6 +204,10 @@ func prepareDev(dir string, now func() time.Time) (Config, error) {
 			brokerFiles = files
 		}
 	}
+	// People verify the broker with the trust bundle.
+	if err := os.WriteFile(filepath.Join(dir, "bundle.pem"), bundlePEM(ca), 0o644); err != nil {
+		return Config{}, err
+	}
 	policyPath := filepath.Join(dir, "policy.yaml")
 	if _, err := os.Stat(policyPath); errors.Is(err, fs.ErrNotExist) {
 		if err := os.WriteFile(policyPath, []byte(devPolicy), 0o600); err != nil {
@@ -179,4 +226,8 @@ func prepareDev(dir string, now func() time.Time) (Config, error) {
 func checkPolicy(path string) error {
 	_, err := policy.Load(path)
 	return err
+}
+
+func bundlePEM(ca *devca.CA) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Certificate().Raw})
 }

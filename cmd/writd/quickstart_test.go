@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -45,7 +46,7 @@ func TestQuickstart(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	daemon := exec.CommandContext(ctx, writd, "dev", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0")
+	daemon := exec.CommandContext(ctx, writd, "dev", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0")
 	stdout, err := daemon.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -62,11 +63,16 @@ func TestQuickstart(t *testing.T) {
 		}
 	}()
 
-	// Read the printed commands up to the last one (audit verify).
+	// Read the printed lines up to the last command (audit verify): the
+	// commands, and the exports they rely on.
 	var commands []string
+	env := []string{"XDG_CONFIG_HOME=" + t.TempDir()}
 	sc := bufio.NewScanner(stdout)
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
+		if rest, ok := strings.CutPrefix(line, "export "); ok {
+			commands = append(commands, "export "+rest)
+		}
 		if rest, ok := strings.CutPrefix(line, "go run ./cmd/writ "); ok {
 			commands = append(commands, rest)
 			if strings.HasPrefix(rest, "audit verify") {
@@ -75,20 +81,33 @@ func TestQuickstart(t *testing.T) {
 		}
 	}
 	go func() { _, _ = io.Copy(io.Discard, stdout) }()
-	if len(commands) < 5 {
-		t.Fatalf("writd dev printed %d commands, want at least 5: %q\nlogs:\n%s", len(commands), commands, logs.String())
+	if len(commands) < 10 {
+		t.Fatalf("writd dev printed %d commands, want at least 10: %q\nlogs:\n%s", len(commands), commands, logs.String())
 	}
 
-	var jwksURL, token string
+	var jwksURL, token, requestID string
+	approvals := 0
 	for _, c := range commands {
-		args := strings.Fields(c)
+		if exports, ok := strings.CutPrefix(c, "export "); ok {
+			env = append(env, strings.Fields(exports)...)
+			continue
+		}
+		c = strings.ReplaceAll(c, "REQUEST_ID", requestID)
+		args := splitArgs(c)
 		switch {
 		case args[0] == "audit":
 			continue // after shutdown, below
 		case args[0] == "jwks":
 			jwksURL = args[2]
+		case args[0] == "approve" && approvals == 0:
+			// Before any approval the workload gets nothing (FAILED_PRECONDITION).
+			out, code := runWrit(t, writ, env, "credential", "--entitlement", "demo-approved", "--broker", flagValue(t, commands, "--broker"),
+				"--broker-id", "spiffe://writ.dev/writd", "--svid-dir", filepath.Join(dataDir, "demo"))
+			if code != 6 || !strings.Contains(out, "needs approval") {
+				t.Errorf("credential before approval: exit %d, want 6 and a hint to request access:\n%s", code, out)
+			}
 		}
-		out, code := runWrit(t, writ, args...)
+		out, code := runWrit(t, writ, env, args...)
 		switch {
 		case strings.Contains(c, "/outsider"):
 			if code != 3 || !strings.Contains(out, "permission denied") {
@@ -96,6 +115,22 @@ func TestQuickstart(t *testing.T) {
 			}
 		case code != 0:
 			t.Errorf("writ %s: exit %d\n%s", c, code, out)
+		case args[0] == "request":
+			m := regexp.MustCompile(`request\s+(r_[a-z0-9]+)`).FindStringSubmatch(out)
+			if m == nil {
+				t.Fatalf("writ request printed no request ID:\n%s", out)
+			}
+			requestID = m[1]
+		case args[0] == "approve":
+			approvals++
+			want := map[int]string{1: "is pending", 2: "is approved"}[approvals]
+			if !strings.Contains(out, want) {
+				t.Errorf("approval %d: %q, want %q", approvals, out, want)
+			}
+		case args[0] == "revoke":
+			if !strings.Contains(out, "1 credentials") || !strings.Contains(out, "revoked") {
+				t.Errorf("revoke receipt lacks the one JWT minted under the approval:\n%s", out)
+			}
 		case strings.Contains(c, "--output json"):
 			var cred struct {
 				Secret    string `json:"secret"`
@@ -115,14 +150,36 @@ func TestQuickstart(t *testing.T) {
 			}
 		}
 	}
+	if approvals != 2 {
+		t.Errorf("ran %d approvals, want 2 (alice and bob)", approvals)
+	}
 	if token == "" || jwksURL == "" {
 		t.Fatalf("no JSON credential or JWKS URL among the printed commands: %q", commands)
 	}
-	jwksOut, code := runWrit(t, writ, "jwks", "--url", jwksURL)
+	jwksOut, code := runWrit(t, writ, env, "jwks", "--url", jwksURL)
 	if code != 0 {
 		t.Fatalf("writ jwks: exit %d\n%s", code, jwksOut)
 	}
-	verifyWithJWKS(t, token, []byte(jwksOut), strings.TrimSuffix(jwksURL, "/.well-known/jwks.json"))
+	base := strings.TrimSuffix(jwksURL, "/.well-known/jwks.json")
+	verifyWithJWKS(t, token, []byte(jwksOut), base)
+
+	// The metrics the README lists are served.
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	for _, want := range []string{
+		`writ_grants_total{entitlement="demo",outcome="granted"} 2`,
+		`writ_grants_total{entitlement="demo",outcome="not_eligible"} 1`,
+		"writ_grant_duration_seconds_bucket",
+		"writ_ledger_append_duration_seconds_count",
+	} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
 
 	// Graceful stop, then the offline verification the README promises.
 	if err := daemon.Process.Signal(syscall.SIGTERM); err != nil {
@@ -132,16 +189,17 @@ func TestQuickstart(t *testing.T) {
 		t.Fatalf("writd exited with %v after SIGTERM, want a clean exit", err)
 	}
 	args := strings.Fields(commands[len(commands)-1])
-	out, code := runWrit(t, writ, args...)
-	if code != 0 || !regexp.MustCompile(`ledger ok: [3-9] records`).MatchString(out) {
+	out, code := runWrit(t, writ, env, args...)
+	if code != 0 || !regexp.MustCompile(`ledger ok: \d\d+ records`).MatchString(out) {
 		t.Errorf("writ %s: exit %d, want ok with at least 3 records (2 grants, 1 denial):\n%s", strings.Join(args, " "), code, out)
 	}
 }
 
-func runWrit(t *testing.T, writ string, args ...string) (string, int) {
+func runWrit(t *testing.T, writ string, env []string, args ...string) (string, int) {
 	t.Helper()
 	cmd := exec.Command(writ, args...)
-	cmd.Env = append(os.Environ(), "SPIFFE_ENDPOINT_SOCKET=", "WRIT_BROKER=", "WRIT_BROKER_ID=", "WRIT_SVID_DIR=")
+	cmd.Env = append(append(os.Environ(), "SPIFFE_ENDPOINT_SOCKET=", "WRIT_BROKER=", "WRIT_BROKER_ID=", "WRIT_SVID_DIR=",
+		"WRIT_ADMIN=", "WRIT_BUNDLE=", "WRIT_TOKEN=", "WRIT_PROFILE=", "WRIT_DEV_URL="), env...)
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
 	switch {
@@ -181,4 +239,45 @@ func verifyWithJWKS(t *testing.T, token string, jwks []byte, issuer string) {
 	if claims.Subject != "spiffe://writ.dev/demo" || claims.ID == "" {
 		t.Errorf("claims sub=%q jti=%q, want the demo workload and a grant id", claims.Subject, claims.ID)
 	}
+}
+
+// splitArgs splits a printed command line, honouring double quotes.
+func splitArgs(line string) []string {
+	var args []string
+	var cur strings.Builder
+	inQuote, have := false, false
+	for _, r := range line {
+		switch {
+		case r == '"':
+			inQuote, have = !inQuote, true
+		case r == ' ' && !inQuote:
+			if have {
+				args = append(args, cur.String())
+				cur.Reset()
+				have = false
+			}
+		default:
+			cur.WriteRune(r)
+			have = true
+		}
+	}
+	if have {
+		args = append(args, cur.String())
+	}
+	return args
+}
+
+// flagValue finds the value of flag in the first printed command that has it.
+func flagValue(t *testing.T, commands []string, flag string) string {
+	t.Helper()
+	for _, c := range commands {
+		args := splitArgs(c)
+		for i, a := range args {
+			if a == flag && i+1 < len(args) {
+				return args[i+1]
+			}
+		}
+	}
+	t.Fatalf("no printed command has %s", flag)
+	return ""
 }

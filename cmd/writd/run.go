@@ -19,6 +19,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -28,7 +29,10 @@ import (
 	"github.com/writ-dev/writ/broker"
 	"github.com/writ-dev/writ/internal/audit"
 	"github.com/writ-dev/writ/internal/jwtissuer"
+	"github.com/writ-dev/writ/internal/notify"
+	"github.com/writ-dev/writ/internal/oidc"
 	"github.com/writ-dev/writ/internal/policy"
+	"github.com/writ-dev/writ/internal/revoke"
 	"github.com/writ-dev/writ/internal/spiffe"
 	"github.com/writ-dev/writ/internal/store/boltstore"
 	"github.com/writ-dev/writ/internal/vault"
@@ -40,30 +44,46 @@ type Main struct {
 	log    *slog.Logger
 	closer []func() error
 
-	grpcServer *grpc.Server
-	httpServer *http.Server
-	health     *health.Server
+	grpcServer  *grpc.Server
+	adminServer *grpc.Server
+	httpServer  *http.Server
+	health      *health.Server
 
 	// GRPCAddr and HTTPAddr are the bound addresses (useful with port 0).
-	GRPCAddr net.Addr
-	HTTPAddr net.Addr
+	GRPCAddr  net.Addr
+	AdminAddr net.Addr
+	HTTPAddr  net.Addr
 }
 
-// Start builds every component from cfg and opens the listeners. Everything
-// that can be checked is checked before the first listener opens.
+// Start builds every component from cfg and opens the listeners. The
+// configuration was validated before; components that fail to build close
+// what was opened.
 func Start(ctx context.Context, cfg Config, logOut io.Writer) (*Main, error) {
-	return start(ctx, cfg, logOut, nil, nil)
+	return start(ctx, cfg, logOut, startOptions{})
 }
 
-// start is Start with optional listeners already open (writd dev binds first
-// so that port 0 works and the JWT issuer URL is right).
-func start(ctx context.Context, cfg Config, logOut io.Writer, grpcLis, httpLis net.Listener) (_ *Main, err error) {
+// startOptions are for writd dev: listeners bound beforehand (so port 0
+// works and URLs are right) and the dev-only OIDC issuer.
+type startOptions struct {
+	grpcLis, httpLis, adminLis net.Listener
+	devOIDC                    *oidc.DevIssuer
+}
+
+// Intervals of the background jobs.
+const (
+	expiryInterval     = 5 * time.Second
+	revocationInterval = 5 * time.Second
+)
+
+func start(ctx context.Context, cfg Config, logOut io.Writer, opts startOptions) (_ *Main, err error) {
 	m := &Main{cfg: cfg, log: newLogger(cfg.Log, logOut)}
 	defer func() {
 		if err != nil {
 			m.closeAll()
 		}
 	}()
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	m.closer = append(m.closer, func() error { stopBG(); return nil })
 
 	pol, err := policy.Load(cfg.Policy)
 	if err != nil {
@@ -101,6 +121,7 @@ func start(ctx context.Context, cfg Config, logOut io.Writer, grpcLis, httpLis n
 		Algorithm: cfg.JWT.Algorithm,
 		Issuer:    cfg.JWT.Issuer,
 		Logger:    m.log,
+		DenyList:  store,
 	})
 	if err != nil {
 		return nil, err
@@ -124,63 +145,77 @@ func start(ctx context.Context, cfg Config, logOut io.Writer, grpcLis, httpLis n
 		issuers[approval.KindVaultToken] = v
 	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	srv, err := broker.New(broker.Config{
-		Policy:    pol,
-		Issuers:   issuers,
-		Ledger:    ledger,
-		Operators: operators,
-		Metrics:   broker.NewMetrics(reg, func(name string) bool { _, ok := pol.Entitlements[name]; return ok }),
-		Logger:    m.log,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", cfg.Policy, err)
-	}
-
-	src, err := m.svidSource(ctx)
+	approvals, err := approval.NewService(approval.ServiceConfig{Store: store, Policy: func() *approval.Policy { return pol }})
 	if err != nil {
 		return nil, err
 	}
-	m.closer = append(m.closer, src.Close)
-
-	m.grpcServer = grpc.NewServer(
-		grpc.Creds(spiffe.ServerCredentials(src, tlsconfig.AuthorizeMemberOf(td))),
-		grpc.ChainUnaryInterceptor(srv.UnaryInterceptor()),
-		grpc.ChainStreamInterceptor(srv.StreamInterceptor()),
-		grpc.MaxRecvMsgSize(64<<10),
-		grpc.MaxConcurrentStreams(256),
-		grpc.ConnectionTimeout(10*time.Second),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 15 * time.Minute}),
-	)
-	srv.Register(m.grpcServer)
-	m.health = health.NewServer()
-	healthpb.RegisterHealthServer(m.grpcServer, m.health)
-	reflection.Register(m.grpcServer)
-
-	lis := grpcLis
-	if lis == nil {
-		if lis, err = net.Listen("tcp", cfg.Listen); err != nil {
-			return nil, fmt.Errorf("listen: %w", err)
-		}
+	revokers := map[approval.CredentialKind]revoke.Issuer{}
+	for k, iss := range issuers {
+		revokers[k] = iss
 	}
-	m.GRPCAddr = lis.Addr()
-	go func() {
-		if err := m.grpcServer.Serve(lis); err != nil {
-			m.log.Error("grpc server stopped", "error", err)
-		}
-	}()
+	revoker, err := revoke.New(revoke.Config{
+		Issuers: revokers,
+		Queue:   store.Revocations(),
+		Logger:  m.log,
+		OnDone: func(ctx context.Context, it revoke.Item, outcome revoke.Outcome) {
+			_, err := ledger.Append(ctx, audit.Event{Action: broker.ActionCredentialRevoked, Actor: "writd", Outcome: string(outcome),
+				GrantID: it.GrantID, CredentialKind: string(it.Ref.Kind), CredentialRef: it.Ref.ID, Expires: it.Ref.Expires,
+				Details: map[string]string{"request_id": it.RequestID, "attempts": fmt.Sprint(it.Attempts)}})
+			if err != nil {
+				m.log.ErrorContext(ctx, "record queued revocation", "grant_id", it.GrantID, "error", err)
+			}
+		},
+		OnAlert: func(ctx context.Context, it revoke.Item) {
+			m.log.ErrorContext(ctx, "revocation keeps failing; revoke it by hand if Vault stays unreachable",
+				"grant_id", it.GrantID, "credential_kind", string(it.Ref.Kind), "credential_ref", it.Ref.ID, "attempts", it.Attempts, "last_error", it.LastError)
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
 
+	var notifier broker.Notifier
+	if f := cfg.Notify.WebhookURLFile; f != "" {
+		url, err := readSecretFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("notify.webhook_url_file: %w", err)
+		}
+		wh, err := notify.New(notify.Config{URL: url, Logger: m.log})
+		if err != nil {
+			return nil, fmt.Errorf("notify: %w", err)
+		}
+		m.closer = append(m.closer, func() error {
+			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			return wh.Close(cctx)
+		})
+		notifier = wh
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	// The HTTP listener comes first: in dev mode the OIDC verifier fetches
+	// the dev issuer's keys from it.
 	if cfg.HTTP.Listen != "" {
 		mux := http.NewServeMux()
 		mux.Handle("GET /.well-known/jwks.json", jwtIss.Handler())
+		mux.Handle("GET /.well-known/writ-revoked-jwts.json", jwtissuer.RevokedHandler(func(ctx context.Context, now time.Time) ([]jwtissuer.Revoked, error) {
+			denied, err := store.DeniedJTIs(ctx, now)
+			out := make([]jwtissuer.Revoked, 0, len(denied))
+			for _, d := range denied {
+				out = append(out, jwtissuer.Revoked{JTI: d.JTI, Expires: d.Expires})
+			}
+			return out, err
+		}, nil))
 		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
-		hl := httpLis
+		if opts.devOIDC != nil {
+			mux.Handle("/dev-oidc/", opts.devOIDC.Handler())
+		}
+		hl := opts.httpLis
 		if hl == nil {
 			if hl, err = net.Listen("tcp", cfg.HTTP.Listen); err != nil {
-				_ = lis.Close()
 				return nil, fmt.Errorf("http.listen: %w", err)
 			}
 		}
@@ -197,15 +232,123 @@ func start(ctx context.Context, cfg Config, logOut io.Writer, grpcLis, httpLis n
 				m.log.Error("http server stopped", "error", err)
 			}
 		}()
+		m.closer = append(m.closer, func() error { return m.httpServer.Close() })
 	}
+
+	var people broker.PersonVerifier
+	if o := cfg.OIDC; o != nil {
+		vctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		v, err := oidc.New(vctx, oidc.Config{Issuer: o.Issuer, Audience: o.Audience, JWKSURL: o.JWKSURL,
+			GroupsClaim: o.GroupsClaim, Algorithms: o.Algorithms, Logger: m.log})
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("oidc: %w", err)
+		}
+		m.closer = append(m.closer, v.Close)
+		people = personVerifier{v}
+	}
+
+	srv, err := broker.New(broker.Config{
+		Policy:    pol,
+		Issuers:   issuers,
+		Ledger:    ledger,
+		Operators: operators,
+		Approvals: approvals,
+		People:    people,
+		Revoker:   revoker,
+		Notifier:  notifier,
+		Metrics:   broker.NewMetrics(reg, func(name string) bool { _, ok := pol.Entitlements[name]; return ok }),
+		Logger:    m.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cfg.Policy, err)
+	}
+
+	src, err := m.svidSource(ctx)
+	if err != nil {
+		return nil, err
+	}
+	m.closer = append(m.closer, src.Close)
+
+	m.grpcServer = grpc.NewServer(append(serverLimits(),
+		grpc.Creds(spiffe.ServerCredentials(src, tlsconfig.AuthorizeMemberOf(td))),
+		grpc.ChainUnaryInterceptor(srv.UnaryInterceptor()),
+		grpc.ChainStreamInterceptor(srv.StreamInterceptor()),
+	)...)
+	srv.Register(m.grpcServer)
+	m.health = health.NewServer()
+	healthpb.RegisterHealthServer(m.grpcServer, m.health)
+	reflection.Register(m.grpcServer)
+	lis := opts.grpcLis
+	if lis == nil {
+		if lis, err = net.Listen("tcp", cfg.Listen); err != nil {
+			return nil, fmt.Errorf("listen: %w", err)
+		}
+	}
+	m.GRPCAddr = lis.Addr()
+	go func() {
+		if err := m.grpcServer.Serve(lis); err != nil {
+			m.log.Error("grpc server stopped", "error", err)
+		}
+	}()
+
+	if cfg.Admin.Listen != "" {
+		// People reach the admin API over TLS (the broker's SVID) with an ID token.
+		m.adminServer = grpc.NewServer(append(serverLimits(),
+			grpc.Creds(credentials.NewTLS(spiffe.ServerTLSConfig(src))),
+			grpc.ChainUnaryInterceptor(srv.PersonUnaryInterceptor()),
+			grpc.ChainStreamInterceptor(srv.PersonStreamInterceptor()),
+		)...)
+		srv.RegisterAdmin(m.adminServer)
+		healthpb.RegisterHealthServer(m.adminServer, m.health)
+		al := opts.adminLis
+		if al == nil {
+			if al, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
+				return nil, fmt.Errorf("admin.listen: %w", err)
+			}
+		}
+		m.AdminAddr = al.Addr()
+		go func() {
+			if err := m.adminServer.Serve(al); err != nil {
+				m.log.Error("admin server stopped", "error", err)
+			}
+		}()
+	}
+
+	go srv.RunExpiry(bg, expiryInterval)
+	go revoker.Run(bg, revocationInterval)
+
 	m.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	m.log.Info("writd serving",
 		slog.String("grpc", m.GRPCAddr.String()),
+		slog.Any("admin", m.AdminAddr),
 		slog.Any("http", m.HTTPAddr),
 		slog.String("trust_domain", td.Name()),
 		slog.Int("entitlements", len(pol.Entitlements)),
 		slog.String("data_dir", cfg.DataDir))
 	return m, nil
+}
+
+// serverLimits bound what one client can take (reliability case T39).
+func serverLimits() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(64 << 10),
+		grpc.MaxConcurrentStreams(256),
+		grpc.ConnectionTimeout(10 * time.Second),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 15 * time.Minute}),
+	}
+}
+
+// personVerifier adapts the OIDC verifier to what the broker consumes.
+type personVerifier struct{ v *oidc.Verifier }
+
+func (p personVerifier) VerifyPerson(ctx context.Context, token string) (broker.Person, error) {
+	person, err := p.v.Verify(ctx, token)
+	if err != nil {
+		return broker.Person{}, err
+	}
+	return broker.Person{Principal: person.Principal(), Groups: person.Groups, Expires: person.Expires}, nil
 }
 
 func (m *Main) svidSource(ctx context.Context) (spiffe.Source, error) {
@@ -238,14 +381,19 @@ func (m *Main) Shutdown() {
 	m.health.Shutdown()
 	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.ShutdownTimeout)
 	defer cancel()
-	done := make(chan struct{})
-	go func() { m.grpcServer.GracefulStop(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		m.log.Warn("graceful stop timed out; cancelling in-flight calls")
-		m.grpcServer.Stop()
-		<-done
+	for _, gs := range []*grpc.Server{m.grpcServer, m.adminServer} {
+		if gs == nil {
+			continue
+		}
+		done := make(chan struct{})
+		go func() { gs.GracefulStop(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			m.log.Warn("graceful stop timed out; cancelling in-flight calls")
+			gs.Stop()
+			<-done
+		}
 	}
 	if m.httpServer != nil {
 		_ = m.httpServer.Shutdown(ctx)
