@@ -95,3 +95,20 @@ func seconds(v any) (time.Duration, error) {
 		return 0, fmt.Errorf("unexpected type %T", v)
 	}
 }
+
+// MaxTTL returns the longest token role r can give (its
+// token_explicit_max_ttl), or 0 when the role sets no limit. The broker shows
+// it to approvers and refuses requests it could not honour.
+func (i *TokenIssuer) MaxTTL(ctx context.Context, r approval.Recipe) (time.Duration, error) {
+	if r.Kind != approval.KindVaultToken {
+		return 0, fmt.Errorf("recipe kind %q is not %q: %w", r.Kind, approval.KindVaultToken, approval.ErrInvalid)
+	}
+	if err := checkRole(r.Role); err != nil {
+		return 0, err
+	}
+	l, err := i.readRole(ctx, r.Role)
+	if err != nil {
+		return 0, err
+	}
+	return l.explicitMaxTTL, nil
+}
