@@ -301,8 +301,10 @@ func (s *Store) GrantsFor(ctx context.Context, beneficiary approval.Principal, s
 		prefix := append([]byte(beneficiary), 0)
 		upper := append([]byte(beneficiary), 1)
 		c := ib.Cursor()
-		k, v := c.Seek(upper)
-		if k == nil {
+		// Seek lands on the first key after the beneficiary's range (or
+		// nothing); step back to its newest entry.
+		var k, v []byte
+		if after, _ := c.Seek(upper); after == nil {
 			k, v = c.Last()
 		} else {
 			k, v = c.Prev()
