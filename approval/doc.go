@@ -24,4 +24,19 @@
 // arrives and lasts the requested duration; DecideUnder never lets a grant
 // outlive it. Service applies these pure functions inside the Store's
 // compare-and-swap.
+//
+// # Break-glass
+//
+// An entitlement with a break-glass rule may also be taken at once, without
+// approval, by the workloads and people the rule allows, for at most the
+// rule's shorter max TTL (DecideBreakGlass). Every use leaves a review
+// obligation, due ReviewWithin later:
+//
+//	DecideBreakGlass ─▶ open ──ApplyBreakGlassReview (unjustified, or MinReviewers justified)──▶ closed
+//	                     │
+//	                     └──(past ReviewDue) overdue: EscalateOverdue marks it once; BlockWhileOverdue
+//	                        stops its taker from breaking glass again until it is closed
+//
+// Neither the taker nor the beneficiary may review a use. Break-glass never
+// touches requests, so it never counts as an approval.
 package approval

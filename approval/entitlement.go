@@ -16,16 +16,28 @@ const (
 	KindJWT CredentialKind = "jwt"
 	// KindVaultToken is a Vault token created from a token role.
 	KindVaultToken CredentialKind = "vault_token"
+	// KindVaultSecret is a dynamic secret read from a Vault path with a
+	// lease, e.g. database credentials from database/creds/<role>.
+	KindVaultSecret CredentialKind = "vault_secret"
+	// KindVaultTransitJWT is a JWT signed by a Vault transit key; the
+	// private key never leaves Vault.
+	KindVaultTransitJWT CredentialKind = "vault_transit_jwt"
 )
 
 // Recipe says what to mint for an entitlement. Exactly one kind is set.
 type Recipe struct {
 	// Kind selects the issuer.
 	Kind CredentialKind
-	// Audience is the JWT "aud" claim (KindJWT).
+	// Audience is the JWT "aud" claim (KindJWT, KindVaultTransitJWT).
 	Audience []string
 	// Role is the Vault token role: auth/token/create/<Role> (KindVaultToken).
 	Role string
+	// Path is the Vault path a dynamic secret is read from, e.g.
+	// "database/creds/orders-ro" (KindVaultSecret).
+	Path string
+	// TransitKey is the name of the Vault transit key that signs the JWT
+	// (KindVaultTransitJWT).
+	TransitKey string
 }
 
 // Mode is how requests for an entitlement are approved.
@@ -91,6 +103,12 @@ type Entitlement struct {
 	// TicketPattern, if set, is a regular expression (RE2 syntax) that a
 	// ticket must match in full.
 	TicketPattern string
+
+	// BreakGlass, if set, lets the principals it names take the entitlement
+	// at once, without approval, under a mandatory review afterwards (see
+	// DecideBreakGlass). Nil means break-glass is not allowed. It is
+	// independent of Mode.
+	BreakGlass *BreakGlassRule
 }
 
 // Policy is the set of entitlements in force.

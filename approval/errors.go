@@ -57,3 +57,14 @@ var ErrWindowEnded = errors.New("approval window has ended")
 // ErrNotRequester is returned when someone other than the requester tries to
 // cancel a request.
 var ErrNotRequester = errors.New("only the requester may cancel a request")
+
+// ErrBreakGlassNotAllowed is returned when break-glass is asked for under an
+// entitlement whose policy has no break_glass block (or no longer has one,
+// when a break-glass use is reviewed).
+var ErrBreakGlassNotAllowed = errors.New("no break_glass block in the policy")
+
+// ErrReviewOverdue is returned when a principal tries to break glass while
+// the review of one of their earlier break-glass uses is overdue and the
+// entitlement's rule blocks that. The message names the overdue use and
+// when its review was due.
+var ErrReviewOverdue = errors.New("break-glass review overdue")

@@ -27,8 +27,12 @@ type Grant struct {
 	// Expires is IssuedAt + TTL. No credential may outlive it.
 	Expires time.Time
 	// RequestID is the approval the grant was minted under; empty for an
-	// automatic grant.
+	// automatic grant and for break-glass.
 	RequestID string
+	// BreakGlass reports that the grant was taken without approval under
+	// the entitlement's break-glass rule (see DecideBreakGlass); it leaves
+	// a review obligation behind.
+	BreakGlass bool
 }
 
 // Secret is a credential's secret material. It redacts itself when printed or
@@ -61,6 +65,10 @@ type Credential struct {
 	Ref CredentialRef
 	// Secret is the token or JWT. Never logged, never stored.
 	Secret Secret
+	// Data holds the named fields of a multi-part secret, e.g. the
+	// "username" and "password" of database credentials (KindVaultSecret).
+	// Never logged, never stored.
+	Data map[string]Secret
 	// IssuedAt is when the issuer minted it.
 	IssuedAt time.Time
 }

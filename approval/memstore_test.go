@@ -20,12 +20,16 @@ type memStore struct {
 	order     map[string]int // creation order, for newest first
 	grants    []GrantRecord
 	conflicts atomic.Int64 // lost compare-and-swaps, retried
+
+	// Break-glass uses (memstore_breakglass_test.go).
+	bgs     map[string]BreakGlass
+	bgOrder map[string]int
 }
 
 var _ Store = (*memStore)(nil)
 
 func newMemStore() *memStore {
-	return &memStore{reqs: map[string]Request{}, order: map[string]int{}}
+	return &memStore{reqs: map[string]Request{}, order: map[string]int{}, bgs: map[string]BreakGlass{}, bgOrder: map[string]int{}}
 }
 
 func clone(r Request) Request {

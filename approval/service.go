@@ -21,6 +21,9 @@ type ServiceConfig struct {
 	Now func() time.Time
 	// NewID returns a new, unique request ID; nil means a random "r_…".
 	NewID func() string
+	// BreakGlass persists break-glass uses; optional. Without it the
+	// break-glass methods fail (break-glass is then off).
+	BreakGlass BreakGlassStore
 }
 
 // Service runs the request lifecycle against a Store: the pure functions of
@@ -34,6 +37,7 @@ type Service struct {
 	policy func() *Policy
 	now    func() time.Time
 	newID  func() string
+	bg     BreakGlassStore
 }
 
 // NewService returns a Service built from cfg. It returns an error if Store
@@ -42,7 +46,7 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	if cfg.Store == nil || cfg.Policy == nil {
 		return nil, errors.New("approval: ServiceConfig.Store and ServiceConfig.Policy are required")
 	}
-	s := &Service{store: cfg.Store, policy: cfg.Policy, now: cfg.Now, newID: cfg.NewID}
+	s := &Service{store: cfg.Store, policy: cfg.Policy, now: cfg.Now, newID: cfg.NewID, bg: cfg.BreakGlass}
 	if s.now == nil {
 		s.now = time.Now
 	}

@@ -42,3 +42,37 @@ type Store interface {
 	// (at most limit, newest first), for reviewers' context.
 	GrantsFor(ctx context.Context, beneficiary Principal, since time.Time, limit int) ([]GrantRecord, error)
 }
+
+// BreakGlassFilter selects break-glass uses. Zero fields match everything.
+type BreakGlassFilter struct {
+	// Open limits the result to uses whose review is still open.
+	Open bool
+	// Overdue limits the result to open uses whose review is past due at
+	// the Service's clock. Stores ignore it; Service.ListBreakGlass applies
+	// it (and then Limit).
+	Overdue bool
+	// Taker, if set, must match exactly.
+	Taker Principal
+	// Limit bounds the number returned (0: no limit), newest first.
+	Limit int
+}
+
+// BreakGlassStore persists break-glass uses and their reviews. It is kept
+// apart from Store so that a backend adds it on its own; it has the same
+// compare-and-swap shape.
+type BreakGlassStore interface {
+	// CreateBreakGlass stores a new break-glass use. It returns ErrConflict
+	// if the ID exists.
+	CreateBreakGlass(ctx context.Context, bg BreakGlass) error
+	// GetBreakGlass returns the use or ErrNotFound.
+	GetBreakGlass(ctx context.Context, id string) (BreakGlass, error)
+	// UpdateBreakGlass reads the use, calls fn on a copy and, if fn returns
+	// nil, stores the copy atomically with a higher Version: no other update
+	// to the same use can interleave (the store may call fn again after a
+	// conflict, so fn must depend only on its argument). It returns the
+	// stored use, or fn's error unchanged, or ErrNotFound.
+	UpdateBreakGlass(ctx context.Context, id string, fn func(*BreakGlass) error) (BreakGlass, error)
+	// ListBreakGlass returns the uses matching f's Open, Taker and Limit,
+	// newest (by TakenAt, then ID) first. It ignores f.Overdue.
+	ListBreakGlass(ctx context.Context, f BreakGlassFilter) ([]BreakGlass, error)
+}

@@ -103,3 +103,28 @@ func (l *Log) Head(ctx context.Context) (Entry, bool, error) {
 	}
 	return e, true, nil
 }
+
+// Search returns the entries for which match reports true, oldest first,
+// keeping at most the last limit (0: all). It reads the whole ledger, so it
+// is for operators' questions ("what happened to this grant?"), not for the
+// request path.
+func (l *Log) Search(ctx context.Context, match func(Entry) bool, limit int) ([]Entry, error) {
+	var out []Entry
+	err := l.store.ScanRecords(ctx, func(_ uint64, raw []byte) error {
+		e, err := Decode(raw)
+		if err != nil {
+			return err
+		}
+		if match(e) {
+			out = append(out, e)
+			if limit > 0 && len(out) > limit {
+				out = out[1:]
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("search ledger: %w", err)
+	}
+	return out, nil
+}

@@ -63,6 +63,8 @@ type claims struct {
 	jwt.RegisteredClaims
 	// Entitlement is the name of the granted entitlement.
 	Entitlement string `json:"ent"`
+	// BreakGlass marks a credential taken without approval.
+	BreakGlass bool `json:"break_glass,omitempty"`
 }
 
 // New returns an Issuer signing with the key in cfg.KeyFile, generating and
@@ -165,6 +167,7 @@ func (i *Issuer) Issue(ctx context.Context, g approval.Grant) (approval.Credenti
 			ID:        g.ID,
 		},
 		Entitlement: g.Entitlement,
+		BreakGlass:  g.BreakGlass,
 	})
 	tok.Header["kid"] = i.kid
 	signed, err := tok.SignedString(i.key)

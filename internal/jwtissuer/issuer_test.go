@@ -537,3 +537,27 @@ func readPrivateKey(t *testing.T, path string) any {
 	}
 	return k
 }
+
+func TestIssuer_Issue_MarksBreakGlass(t *testing.T) {
+	t.Parallel()
+	iss, _ := newIssuer(t, jwtissuer.AlgEdDSA, epoch)
+	for _, bg := range []bool{false, true} {
+		g := testGrant(epoch, time.Minute)
+		g.BreakGlass = bg
+		cred, err := iss.Issue(t.Context(), g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		payload, err := base64.RawURLEncoding.DecodeString(splitToken(t, string(cred.Secret))[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		var claims map[string]any
+		if err := json.Unmarshal(payload, &claims); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := claims["break_glass"].(bool); got != bg {
+			t.Errorf("break_glass claim = %v (claims %v), want %v", claims["break_glass"], claims, bg)
+		}
+	}
+}

@@ -50,6 +50,8 @@ func (d *decoder) approval(n *yaml.Node, path string, e *approval.Entitlement) {
 			switch {
 			case contains(modeNames(supportedModes), s):
 				modeKnown = true
+			case s == string(modeBreakGlass):
+				d.errorf(f.val, mp, "%q is not an approval mode: break-glass is set in the entitlement's own break_glass: block, next to approval:, and works with either mode (valid modes: %s)", s, strings.Join(modeNames(knownModes), ", "))
 			case contains(modeNames(knownModes), s):
 				modeKnown = true
 				d.report(f.val, mp, approval.ErrUnsupported, fmt.Sprintf("%q is not supported yet by this version of writd (supported: %s)", s, strings.Join(modeNames(supportedModes), ", ")))
@@ -145,7 +147,13 @@ func (d *decoder) stages(n *yaml.Node, path string) []approval.Stage {
 
 // groups decodes a stage's approver groups: non-empty, distinct strings.
 func (d *decoder) groups(n *yaml.Node, path string) []string {
-	items, _ := d.list(n, path, "at least one approver group is required")
+	return d.groupList(n, path, "at least one approver group is required")
+}
+
+// groupList decodes a list of non-empty, distinct group names, reporting
+// an empty list with emptyMsg.
+func (d *decoder) groupList(n *yaml.Node, path, emptyMsg string) []string {
+	items, _ := d.list(n, path, emptyMsg)
 	var out []string
 	seen := map[string]int{}
 	for i, item := range items {

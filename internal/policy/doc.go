@@ -26,8 +26,9 @@
 //	      jwt: {audience: [orders-api]}     # a JWT; at least one audience
 //	      # vault_token: {role: writ-orders} # a Vault token; role [a-zA-Z0-9_-]+
 //	    approval:
-//	      mode: auto                # auto or approvers (break_glass: not yet supported)
+//	      mode: auto                # auto or approvers
 //	      condition: 'request.ttl <= duration("10m")'  # optional, mode auto only
+//	    break_glass: {…}            # optional; see Break-glass below
 //
 // # Approvers
 //
@@ -64,6 +65,33 @@
 // Patterns use Go's RE2 syntax (no backreferences or lookaround), at most
 // 512 bytes. stages, window, pending_ttl, reason and ticket are errors with
 // mode auto, and condition is an error with mode approvers.
+//
+// # Break-glass
+//
+// An entitlement may also be taken at once, without approval, during an
+// incident. Every use is reviewed afterwards by other people. The optional
+// break_glass block is independent of approval (it works with either mode):
+//
+//	break_glass:
+//	  allowed:                  # required; who may break glass:
+//	    - spiffe://writ.dev/ns/prod/sa/orders   # workloads: SPIFFE ID or "/*" prefix in trust_domain
+//	    - sre                                   # people: a group name (anything not spiffe://)
+//	  max_ttl: 5m               # required; > 0 and shorter than the entitlement's max_ttl
+//	  review_within: 24h        # required; > 0 and <= 168h (7 days)
+//	  reviewers: {groups: [security], min: 1}  # required; min 1 to 10
+//	  block_while_overdue: true # optional; default true
+//
+// A workload breaks glass only for itself, and a person for themselves or
+// for a workload; a workload that gets the credential must also be one of
+// the entitlement's requesters (break-glass skips approval, not
+// eligibility). A TTL above the break-glass max_ttl is refused, never
+// capped. Each use is due for review review_within later; it closes when
+// min distinct people from the reviewer groups find it justified, or at
+// once when one finds it unjustified. The taker and the beneficiary never
+// review it. With block_while_overdue, a principal whose earlier use (of
+// any entitlement) is overdue for review may not break glass on this one
+// until that review is closed. "mode: break_glass" is an error that points
+// here.
 //
 // # Conditions
 //

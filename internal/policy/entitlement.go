@@ -19,19 +19,25 @@ var (
 )
 
 var (
-	entitlementFields = []string{"name", "owner", "purpose", "max_ttl", "requesters", "issuer", "approval"}
-	issuerFields      = []string{string(approval.KindJWT), string(approval.KindVaultToken)}
-	approvalFields    = []string{"mode", "condition", "stages", "window", "pending_ttl", "reason", "ticket"}
+	entitlementFields = []string{"name", "owner", "purpose", "max_ttl", "requesters", "issuer", "approval", "break_glass"}
+	// requiredEntitlementFields are entitlementFields less the optional
+	// break_glass.
+	requiredEntitlementFields = []string{"name", "owner", "purpose", "max_ttl", "requesters", "issuer", "approval"}
+	issuerFields              = []string{string(approval.KindJWT), string(approval.KindVaultToken)}
+	approvalFields            = []string{"mode", "condition", "stages", "window", "pending_ttl", "reason", "ticket"}
 )
 
-// modeBreakGlass is recognised so that a policy written for a later version
-// gets a "not supported yet" message rather than "unknown mode".
+// modeBreakGlass was once reserved as an approval mode. Break-glass is now
+// the entitlement's own break_glass block, independent of the approval
+// mode, so "mode: break_glass" gets a message pointing there rather than
+// "unknown mode".
 const modeBreakGlass approval.Mode = "break_glass"
 
 // knownModes are every approval mode the format defines; supportedModes are
-// those this version can decide.
+// those this version can decide. A mode that is known but not supported is
+// reported with approval.ErrUnsupported.
 var (
-	knownModes     = []approval.Mode{approval.ModeAuto, approval.ModeApprovers, modeBreakGlass}
+	knownModes     = []approval.Mode{approval.ModeAuto, approval.ModeApprovers}
 	supportedModes = []approval.Mode{approval.ModeAuto, approval.ModeApprovers}
 )
 
@@ -39,7 +45,7 @@ var (
 // the entry has no usable name; nameNode locates the name for duplicate
 // reports.
 func (d *decoder) entitlement(n *yaml.Node, path, trustDomain string, tdOK bool) (e *approval.Entitlement, nameNode *yaml.Node) {
-	fields, ok := d.mapping(n, path, entitlementFields, entitlementFields)
+	fields, ok := d.mapping(n, path, entitlementFields, requiredEntitlementFields)
 	if !ok {
 		return nil, nil
 	}
@@ -72,6 +78,9 @@ func (d *decoder) entitlement(n *yaml.Node, path, trustDomain string, tdOK bool)
 	}
 	if f, ok := fields["approval"]; ok {
 		d.approval(f.val, join(path, "approval"), e)
+	}
+	if f, ok := fields["break_glass"]; ok {
+		e.BreakGlass = d.breakGlass(f.val, join(path, "break_glass"), e.MaxTTL, trustDomain, tdOK)
 	}
 	if !nameOK {
 		return nil, nil

@@ -28,6 +28,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(with("jwt: {audience: [orders-api]}", "vault_token: {role: r}", "mode: auto", "mode: approvers")))
 	f.Add([]byte(approvers(stagesAndWindow + "      reason: {required: true, pattern: '^[A-Z].*$', max_len: 100}\n      ticket: 'CHG-[0-9]+'\n")))
 	f.Add([]byte("a: &a [*a, *a]\nb: *a\n"))
+	f.Add([]byte(breakGlass("      reviewers:", "      block_while_overdue: false\n      reviewers:")))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) > 64<<10 {
 			t.Skip("bounded: large inputs only slow the fuzzer down")
@@ -67,6 +68,12 @@ func FuzzParse(f *testing.F) {
 				}
 			default:
 				t.Errorf("accepted approval mode %q", e.Mode)
+			}
+			if bg := e.BreakGlass; bg != nil {
+				if len(bg.Workloads)+len(bg.Groups) == 0 || bg.MaxTTL <= 0 || bg.MaxTTL >= e.MaxTTL ||
+					bg.ReviewWithin <= 0 || bg.ReviewWithin > ReviewWithinLimit || len(bg.ReviewerGroups) == 0 || bg.MinReviewers < 1 || bg.MinReviewers > MaxStageApprovers {
+					t.Errorf("accepted an invalid break_glass block: %+v", bg)
+				}
 			}
 		}
 	})

@@ -51,8 +51,8 @@ func Load(path string) (*approval.Policy, error) {
 // reads "name:line: field.path: what is wrong", joined with errors.Join and
 // sorted by line; past 50 problems a final note says how many more there
 // are. Each *Error wraps approval.ErrInvalid, or
-// approval.ErrUnsupported for a feature (such as approval mode
-// "break_glass") that this version recognises but does not implement.
+// approval.ErrUnsupported for a feature that this version recognises but
+// does not implement (none at present).
 func Parse(name string, data []byte) (*approval.Policy, error) {
 	d := &decoder{file: name}
 	p := d.parse(data)

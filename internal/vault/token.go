@@ -112,6 +112,7 @@ func (i *TokenIssuer) create(ctx context.Context, g approval.Grant, role string,
 			"grant_id":    g.ID,
 			"spiffe_id":   string(g.Principal),
 			"entitlement": g.Entitlement,
+			"break_glass": strconv.FormatBool(g.BreakGlass),
 		},
 	}, role)
 	if err != nil {

@@ -22,6 +22,8 @@
 //	          revoke item ID (kind + ":" + credential ID) → item record (JSON)
 //	denied_jtis
 //	          jti → {"v":1,"expires":…} (JSON)
+//	breakglass
+//	          break-glass ID ("bg_…") → break-glass record (JSON)
 //
 // Issued-at is Unix nanoseconds, 8 bytes big-endian with the sign bit
 // flipped, so an index scan is in time order. Grant IDs may not contain
@@ -30,8 +32,9 @@
 // The JSON records carry explicit field names and a record version ("v",
 // currently 1); a record with another version, or that does not match its
 // key, is refused with ErrCorruptRecord, never half-read or overwritten.
-// A request record also holds the request's compare-and-swap Version: 1 on
-// create, one more per UpdateRequest. Adding a bucket is backward
+// A request record, and likewise a break-glass record, also holds its
+// compare-and-swap Version: 1 on create, one more per UpdateRequest (or
+// UpdateBreakGlass). Adding a bucket is backward
 // compatible and does not change the schema version.
 //
 // Ledger keys are the entry's Seq, so bbolt's byte order is sequence order
@@ -61,6 +64,13 @@
 // AddGrant reads the request in the same transaction to index the grant
 // by beneficiary. Lists scan their bucket, which is fine for one broker's
 // thousands of requests.
+//
+// # Break-glass
+//
+// UpdateBreakGlass is a compare-and-swap in the same way as UpdateRequest:
+// read, fn and write in one write transaction. ListBreakGlass scans the
+// breakglass bucket; a broker sees few break-glass uses, and the open ones
+// are what the overdue check and the escalation job read.
 //
 // # Revocation queue
 //

@@ -26,12 +26,13 @@ var (
 	grantsByBenefBucket = []byte("grants_by_beneficiary")
 	revocationsBucket   = []byte("revocations")
 	deniedJTIsBucket    = []byte("denied_jtis")
+	breakGlassBucket    = []byte("breakglass")
 )
 
 // dataBuckets are created by a writable Open next to the ledger. Adding a
 // bucket is backward compatible (older code ignores it), so it does not
 // change schemaVersion.
-var dataBuckets = [][]byte{ledgerBucket, requestsBucket, grantsBucket, grantsByBenefBucket, revocationsBucket, deniedJTIsBucket}
+var dataBuckets = [][]byte{ledgerBucket, requestsBucket, grantsBucket, grantsByBenefBucket, revocationsBucket, deniedJTIsBucket, breakGlassBucket}
 
 // fileMode is the mode Open creates the database file with.
 const fileMode fs.FileMode = 0o600

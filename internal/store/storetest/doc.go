@@ -8,5 +8,7 @@
 //		return openEmptyStore(t) // closed by t.Cleanup
 //	})
 //
-// and, if its data outlive the Store value, RunApprovalReopen.
+// and, if its data outlive the Store value, RunApprovalReopen. A backend
+// that also implements approval.BreakGlassStore runs RunBreakGlassSuite the
+// same way.
 package storetest

@@ -1,0 +1,281 @@
+package boltstore
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/writ-dev/writ/approval"
+)
+
+var _ approval.BreakGlassStore = (*Store)(nil)
+
+// breakGlassRecord is the stored form of an approval.BreakGlass.
+type breakGlassRecord struct {
+	V           int                      `json:"v"`
+	Version     uint64                   `json:"version"`
+	ID          string                   `json:"id"`
+	Taker       string                   `json:"taker"`
+	Beneficiary string                   `json:"beneficiary"`
+	Entitlement string                   `json:"entitlement"`
+	Reason      string                   `json:"reason"`
+	Incident    string                   `json:"incident,omitempty"`
+	GrantID     string                   `json:"grant_id,omitempty"`
+	Credential  refRecord                `json:"credential"`
+	TakenAt     time.Time                `json:"taken_at"`
+	ReviewDue   time.Time                `json:"review_due"`
+	State       string                   `json:"state"`
+	Reviews     []breakGlassReviewRecord `json:"reviews,omitempty"`
+	Outcome     string                   `json:"outcome,omitempty"`
+	ClosedAt    time.Time                `json:"closed_at"`
+	EscalatedAt time.Time                `json:"escalated_at"`
+}
+
+// breakGlassReviewRecord is the stored form of an approval.BreakGlassReview.
+type breakGlassReviewRecord struct {
+	Reviewer string    `json:"reviewer"`
+	Groups   []string  `json:"groups,omitempty"`
+	Outcome  string    `json:"outcome"`
+	Notes    string    `json:"notes,omitempty"`
+	At       time.Time `json:"at"`
+}
+
+func toBreakGlassRecord(bg approval.BreakGlass) breakGlassRecord {
+	rec := breakGlassRecord{
+		V:           recordVersion,
+		Version:     bg.Version,
+		ID:          bg.ID,
+		Taker:       string(bg.Taker),
+		Beneficiary: string(bg.Beneficiary),
+		Entitlement: bg.Entitlement,
+		Reason:      bg.Reason,
+		Incident:    bg.Incident,
+		GrantID:     bg.GrantID,
+		Credential:  toRefRecord(bg.Credential),
+		TakenAt:     bg.TakenAt,
+		ReviewDue:   bg.ReviewDue,
+		State:       string(bg.State),
+		Outcome:     string(bg.Outcome),
+		ClosedAt:    bg.ClosedAt,
+		EscalatedAt: bg.EscalatedAt,
+	}
+	for _, rv := range bg.Reviews {
+		rec.Reviews = append(rec.Reviews, breakGlassReviewRecord{
+			Reviewer: string(rv.Reviewer),
+			Groups:   rv.Groups,
+			Outcome:  string(rv.Outcome),
+			Notes:    rv.Notes,
+			At:       rv.At,
+		})
+	}
+	return rec
+}
+
+func (rec breakGlassRecord) breakGlass() approval.BreakGlass {
+	bg := approval.BreakGlass{
+		ID:          rec.ID,
+		Taker:       approval.Principal(rec.Taker),
+		Beneficiary: approval.Principal(rec.Beneficiary),
+		Entitlement: rec.Entitlement,
+		Reason:      rec.Reason,
+		Incident:    rec.Incident,
+		GrantID:     rec.GrantID,
+		Credential:  rec.Credential.ref(),
+		TakenAt:     rec.TakenAt,
+		ReviewDue:   rec.ReviewDue,
+		State:       approval.BreakGlassState(rec.State),
+		Outcome:     approval.ReviewOutcome(rec.Outcome),
+		ClosedAt:    rec.ClosedAt,
+		EscalatedAt: rec.EscalatedAt,
+		Version:     rec.Version,
+	}
+	for _, rv := range rec.Reviews {
+		bg.Reviews = append(bg.Reviews, approval.BreakGlassReview{
+			Reviewer: approval.Principal(rv.Reviewer),
+			Groups:   rv.Groups,
+			Outcome:  approval.ReviewOutcome(rv.Outcome),
+			Notes:    rv.Notes,
+			At:       rv.At,
+		})
+	}
+	return bg
+}
+
+func decodeBreakGlass(key, raw []byte) (approval.BreakGlass, error) {
+	var rec breakGlassRecord
+	if err := decodeRecord("break-glass "+string(key), raw, &rec, func() int { return rec.V }); err != nil {
+		return approval.BreakGlass{}, err
+	}
+	if rec.ID != string(key) {
+		return approval.BreakGlass{}, fmt.Errorf("decode break-glass %s: record holds break-glass %q: %w", key, rec.ID, ErrCorruptRecord)
+	}
+	return rec.breakGlass(), nil
+}
+
+// getBreakGlass reads and decodes break-glass id from b, which may be nil
+// (a read-only file that never had the bucket).
+func getBreakGlass(b *bolt.Bucket, id string) (approval.BreakGlass, error) {
+	if b == nil || id == "" {
+		return approval.BreakGlass{}, approval.ErrNotFound
+	}
+	v := b.Get([]byte(id))
+	if v == nil {
+		return approval.BreakGlass{}, approval.ErrNotFound
+	}
+	return decodeBreakGlass([]byte(id), v)
+}
+
+// CreateBreakGlass implements approval.BreakGlassStore. It stores bg with
+// Version 1 (whatever bg.Version says) and returns an error wrapping
+// approval.ErrConflict if a use with bg.ID exists, or approval.ErrInvalid
+// if bg.ID is empty.
+func (s *Store) CreateBreakGlass(ctx context.Context, bg approval.BreakGlass) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("create break-glass %s: %w", bg.ID, err)
+	}
+	if bg.ID == "" {
+		return fmt.Errorf("create break-glass: empty id: %w", approval.ErrInvalid)
+	}
+	bg.Version = 1
+	raw, err := encodeRecord("break-glass", toBreakGlassRecord(bg))
+	if err != nil {
+		return fmt.Errorf("create break-glass %s: %w", bg.ID, err)
+	}
+	key := []byte(bg.ID)
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		b, err := writeBucket(tx, breakGlassBucket)
+		if err != nil {
+			return err
+		}
+		if b.Get(key) != nil {
+			return fmt.Errorf("id exists: %w", approval.ErrConflict)
+		}
+		return b.Put(key, raw)
+	})
+	if err != nil {
+		return fmt.Errorf("create break-glass %s: %w", bg.ID, err)
+	}
+	return nil
+}
+
+// GetBreakGlass implements approval.BreakGlassStore. It returns an error
+// wrapping approval.ErrNotFound if there is no use with that id, or
+// ErrCorruptRecord if its record is unreadable.
+func (s *Store) GetBreakGlass(ctx context.Context, id string) (approval.BreakGlass, error) {
+	if err := ctx.Err(); err != nil {
+		return approval.BreakGlass{}, fmt.Errorf("get break-glass %s: %w", id, err)
+	}
+	var bg approval.BreakGlass
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		bg, err = getBreakGlass(tx.Bucket(breakGlassBucket), id)
+		return err
+	})
+	if err != nil {
+		return approval.BreakGlass{}, fmt.Errorf("get break-glass %s: %w", id, err)
+	}
+	return bg, nil
+}
+
+// UpdateBreakGlass implements approval.BreakGlassStore. As in
+// UpdateRequest, the read, fn and the write run in one bbolt write
+// transaction, which is the compare-and-swap; fn runs exactly once per
+// call, on a freshly decoded copy.
+//
+// If fn returns an error, UpdateBreakGlass writes nothing and returns that
+// error unchanged. Otherwise it stores the copy with Version one above the
+// stored one (fn's change to Version is ignored) and returns the stored
+// use. It returns an error wrapping approval.ErrNotFound if there is no
+// such use, approval.ErrInvalid if fn changed the ID, or ErrCorruptRecord
+// if the stored record is unreadable.
+func (s *Store) UpdateBreakGlass(ctx context.Context, id string, fn func(*approval.BreakGlass) error) (approval.BreakGlass, error) {
+	if err := ctx.Err(); err != nil {
+		return approval.BreakGlass{}, fmt.Errorf("update break-glass %s: %w", id, err)
+	}
+	var (
+		out   approval.BreakGlass
+		fnErr error
+	)
+	key := []byte(id)
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b, err := writeBucket(tx, breakGlassBucket)
+		if err != nil {
+			return err
+		}
+		cur, err := getBreakGlass(b, id)
+		if err != nil {
+			return err
+		}
+		next := cur
+		next.Reviews = slices.Clone(cur.Reviews)
+		if fnErr = fn(&next); fnErr != nil {
+			return fnErr
+		}
+		if next.ID != id {
+			return fmt.Errorf("update changed the id to %q: %w", next.ID, approval.ErrInvalid)
+		}
+		next.Version = cur.Version + 1
+		raw, err := encodeRecord("break-glass", toBreakGlassRecord(next))
+		if err != nil {
+			return err
+		}
+		if err := b.Put(key, raw); err != nil {
+			return err
+		}
+		// Return what a later GetBreakGlass will read (normalised times).
+		out, err = decodeBreakGlass(key, raw)
+		return err
+	})
+	if fnErr != nil {
+		return approval.BreakGlass{}, fnErr
+	}
+	if err != nil {
+		return approval.BreakGlass{}, fmt.Errorf("update break-glass %s: %w", id, err)
+	}
+	return out, nil
+}
+
+// ListBreakGlass implements approval.BreakGlassStore: the uses matching
+// f.Open and f.Taker (f.Overdue is ignored), newest (by TakenAt, then ID)
+// first, at most f.Limit of them if it is positive. It scans the bucket in
+// one read transaction, fine for the few break-glass uses a broker sees. A
+// corrupt record fails the whole list (ErrCorruptRecord).
+func (s *Store) ListBreakGlass(ctx context.Context, f approval.BreakGlassFilter) ([]approval.BreakGlass, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("list break-glass: %w", err)
+	}
+	var out []approval.BreakGlass
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(breakGlassBucket)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			bg, err := decodeBreakGlass(k, v)
+			if err != nil {
+				return err
+			}
+			if (!f.Open || bg.State == approval.BreakGlassOpen) && (f.Taker == "" || bg.Taker == f.Taker) {
+				out = append(out, bg)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list break-glass: %w", err)
+	}
+	slices.SortFunc(out, func(a, b approval.BreakGlass) int {
+		if c := b.TakenAt.Compare(a.TakenAt); c != 0 {
+			return c
+		}
+		return cmp.Compare(b.ID, a.ID)
+	})
+	if f.Limit > 0 && len(out) > f.Limit {
+		out = out[:f.Limit]
+	}
+	return out, nil
+}
