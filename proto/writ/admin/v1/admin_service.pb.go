@@ -1479,6 +1479,837 @@ func (x *RevokeRequestResponse) GetResults() []*RevocationResult {
 	return nil
 }
 
+// TakeBreakGlassRequest takes break-glass access as a person.
+type TakeBreakGlassRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Entitlement name.
+	Entitlement string `protobuf:"bytes,1,opt,name=entitlement,proto3" json:"entitlement,omitempty"`
+	// The workload the credential is for; empty means the caller.
+	Beneficiary string `protobuf:"bytes,2,opt,name=beneficiary,proto3" json:"beneficiary,omitempty"`
+	// Why; mandatory.
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Incident reference.
+	Incident string `protobuf:"bytes,4,opt,name=incident,proto3" json:"incident,omitempty"`
+	// Requested lifetime; unset means the break-glass cap.
+	Ttl           *durationpb.Duration `protobuf:"bytes,5,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TakeBreakGlassRequest) Reset() {
+	*x = TakeBreakGlassRequest{}
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TakeBreakGlassRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TakeBreakGlassRequest) ProtoMessage() {}
+
+func (x *TakeBreakGlassRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TakeBreakGlassRequest.ProtoReflect.Descriptor instead.
+func (*TakeBreakGlassRequest) Descriptor() ([]byte, []int) {
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *TakeBreakGlassRequest) GetEntitlement() string {
+	if x != nil {
+		return x.Entitlement
+	}
+	return ""
+}
+
+func (x *TakeBreakGlassRequest) GetBeneficiary() string {
+	if x != nil {
+		return x.Beneficiary
+	}
+	return ""
+}
+
+func (x *TakeBreakGlassRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *TakeBreakGlassRequest) GetIncident() string {
+	if x != nil {
+		return x.Incident
+	}
+	return ""
+}
+
+func (x *TakeBreakGlassRequest) GetTtl() *durationpb.Duration {
+	if x != nil {
+		return x.Ttl
+	}
+	return nil
+}
+
+// TakeBreakGlassResponse carries the credential and its review record.
+type TakeBreakGlassResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The credential.
+	Credential *v1.Credential `protobuf:"bytes,1,opt,name=credential,proto3" json:"credential,omitempty"`
+	// The review obligation it created.
+	Record        *BreakGlassRecord `protobuf:"bytes,2,opt,name=record,proto3" json:"record,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TakeBreakGlassResponse) Reset() {
+	*x = TakeBreakGlassResponse{}
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TakeBreakGlassResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TakeBreakGlassResponse) ProtoMessage() {}
+
+func (x *TakeBreakGlassResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TakeBreakGlassResponse.ProtoReflect.Descriptor instead.
+func (*TakeBreakGlassResponse) Descriptor() ([]byte, []int) {
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *TakeBreakGlassResponse) GetCredential() *v1.Credential {
+	if x != nil {
+		return x.Credential
+	}
+	return nil
+}
+
+func (x *TakeBreakGlassResponse) GetRecord() *BreakGlassRecord {
+	if x != nil {
+		return x.Record
+	}
+	return nil
+}
+
+// BreakGlassReview is one reviewer's verdict.
+type BreakGlassReview struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The reviewer.
+	Reviewer string `protobuf:"bytes,1,opt,name=reviewer,proto3" json:"reviewer,omitempty"`
+	// "justified" or "unjustified".
+	Outcome string `protobuf:"bytes,2,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	// Notes.
+	Notes string `protobuf:"bytes,3,opt,name=notes,proto3" json:"notes,omitempty"`
+	// When.
+	At            *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BreakGlassReview) Reset() {
+	*x = BreakGlassReview{}
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BreakGlassReview) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BreakGlassReview) ProtoMessage() {}
+
+func (x *BreakGlassReview) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BreakGlassReview.ProtoReflect.Descriptor instead.
+func (*BreakGlassReview) Descriptor() ([]byte, []int) {
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *BreakGlassReview) GetReviewer() string {
+	if x != nil {
+		return x.Reviewer
+	}
+	return ""
+}
+
+func (x *BreakGlassReview) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
+func (x *BreakGlassReview) GetNotes() string {
+	if x != nil {
+		return x.Notes
+	}
+	return ""
+}
+
+func (x *BreakGlassReview) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+// BreakGlassRecord is one use of break-glass and its review.
+type BreakGlassRecord struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ID.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Who broke glass.
+	Taker string `protobuf:"bytes,2,opt,name=taker,proto3" json:"taker,omitempty"`
+	// Whom the credential is for.
+	Beneficiary string `protobuf:"bytes,3,opt,name=beneficiary,proto3" json:"beneficiary,omitempty"`
+	// Entitlement.
+	Entitlement string `protobuf:"bytes,4,opt,name=entitlement,proto3" json:"entitlement,omitempty"`
+	// Why.
+	Reason string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Incident reference.
+	Incident string `protobuf:"bytes,6,opt,name=incident,proto3" json:"incident,omitempty"`
+	// Grant minted.
+	GrantId string `protobuf:"bytes,7,opt,name=grant_id,json=grantId,proto3" json:"grant_id,omitempty"`
+	// Credential kind.
+	CredentialKind string `protobuf:"bytes,8,opt,name=credential_kind,json=credentialKind,proto3" json:"credential_kind,omitempty"`
+	// Token accessor, lease ID or JWT ID.
+	CredentialReference string `protobuf:"bytes,9,opt,name=credential_reference,json=credentialReference,proto3" json:"credential_reference,omitempty"`
+	// When the credential expires.
+	CredentialExpiresAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=credential_expires_at,json=credentialExpiresAt,proto3" json:"credential_expires_at,omitempty"`
+	// When it was taken.
+	TakenAt *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=taken_at,json=takenAt,proto3" json:"taken_at,omitempty"`
+	// When the review is due.
+	ReviewDue *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=review_due,json=reviewDue,proto3" json:"review_due,omitempty"`
+	// "open" or "closed".
+	State string `protobuf:"bytes,13,opt,name=state,proto3" json:"state,omitempty"`
+	// Verdict once closed: "justified" or "unjustified".
+	Outcome string `protobuf:"bytes,14,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	// When it was closed.
+	ClosedAt *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=closed_at,json=closedAt,proto3" json:"closed_at,omitempty"`
+	// When the overdue review was escalated.
+	EscalatedAt *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=escalated_at,json=escalatedAt,proto3" json:"escalated_at,omitempty"`
+	// Verdicts so far.
+	Reviews []*BreakGlassReview `protobuf:"bytes,17,rep,name=reviews,proto3" json:"reviews,omitempty"`
+	// Open and past due.
+	Overdue       bool `protobuf:"varint,18,opt,name=overdue,proto3" json:"overdue,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BreakGlassRecord) Reset() {
+	*x = BreakGlassRecord{}
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BreakGlassRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BreakGlassRecord) ProtoMessage() {}
+
+func (x *BreakGlassRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BreakGlassRecord.ProtoReflect.Descriptor instead.
+func (*BreakGlassRecord) Descriptor() ([]byte, []int) {
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *BreakGlassRecord) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *BreakGlassRecord) GetTaker() string {
+	if x != nil {
+		return x.Taker
+	}
+	return ""
+}
+
+func (x *BreakGlassRecord) GetBeneficiary() string {
+	if x != nil {
+		return x.Beneficiary
+	}
+	return ""
+}
+
+func (x *BreakGlassRecord) GetEntitlement() string {
+	if x != nil {
+		return x.Entitlement
+	}
+	return ""
+}
+
+func (x *BreakGlassRecord) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *BreakGlassRecord) GetIncident() string {
+	if x != nil {
+		return x.Incident
+	}
+	return ""
+}
+
+func (x *BreakGlassRecord) GetGrantId() string {
+	if x != nil {
+		return x.GrantId
+	}
+	return ""
+}
+
+func (x *BreakGlassRecord) GetCredentialKind() string {
+	if x != nil {
+		return x.CredentialKind
+	}
+	return ""
+}
+
+func (x *BreakGlassRecord) GetCredentialReference() string {
+	if x != nil {
+		return x.CredentialReference
+	}
+	return ""
+}
+
+func (x *BreakGlassRecord) GetCredentialExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CredentialExpiresAt
+	}
+	return nil
+}
+
+func (x *BreakGlassRecord) GetTakenAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.TakenAt
+	}
+	return nil
+}
+
+func (x *BreakGlassRecord) GetReviewDue() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReviewDue
+	}
+	return nil
+}
+
+func (x *BreakGlassRecord) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *BreakGlassRecord) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
+func (x *BreakGlassRecord) GetClosedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ClosedAt
+	}
+	return nil
+}
+
+func (x *BreakGlassRecord) GetEscalatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EscalatedAt
+	}
+	return nil
+}
+
+func (x *BreakGlassRecord) GetReviews() []*BreakGlassReview {
+	if x != nil {
+		return x.Reviews
+	}
+	return nil
+}
+
+func (x *BreakGlassRecord) GetOverdue() bool {
+	if x != nil {
+		return x.Overdue
+	}
+	return false
+}
+
+// ListBreakGlassRequest filters break-glass uses.
+type ListBreakGlassRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only open reviews.
+	Open bool `protobuf:"varint,1,opt,name=open,proto3" json:"open,omitempty"`
+	// Only open reviews past due.
+	Overdue bool `protobuf:"varint,2,opt,name=overdue,proto3" json:"overdue,omitempty"`
+	// At most this many (default 100, at most 1000).
+	PageSize      int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListBreakGlassRequest) Reset() {
+	*x = ListBreakGlassRequest{}
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListBreakGlassRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListBreakGlassRequest) ProtoMessage() {}
+
+func (x *ListBreakGlassRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListBreakGlassRequest.ProtoReflect.Descriptor instead.
+func (*ListBreakGlassRequest) Descriptor() ([]byte, []int) {
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ListBreakGlassRequest) GetOpen() bool {
+	if x != nil {
+		return x.Open
+	}
+	return false
+}
+
+func (x *ListBreakGlassRequest) GetOverdue() bool {
+	if x != nil {
+		return x.Overdue
+	}
+	return false
+}
+
+func (x *ListBreakGlassRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+// ListBreakGlassResponse lists break-glass uses, newest first.
+type ListBreakGlassResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The records.
+	Records       []*BreakGlassRecord `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListBreakGlassResponse) Reset() {
+	*x = ListBreakGlassResponse{}
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListBreakGlassResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListBreakGlassResponse) ProtoMessage() {}
+
+func (x *ListBreakGlassResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListBreakGlassResponse.ProtoReflect.Descriptor instead.
+func (*ListBreakGlassResponse) Descriptor() ([]byte, []int) {
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ListBreakGlassResponse) GetRecords() []*BreakGlassRecord {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
+// GetBreakGlassRequest names a break-glass use.
+type GetBreakGlassRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ID.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetBreakGlassRequest) Reset() {
+	*x = GetBreakGlassRequest{}
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetBreakGlassRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetBreakGlassRequest) ProtoMessage() {}
+
+func (x *GetBreakGlassRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetBreakGlassRequest.ProtoReflect.Descriptor instead.
+func (*GetBreakGlassRequest) Descriptor() ([]byte, []int) {
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *GetBreakGlassRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// LedgerEvent is a ledger record related to a break-glass use.
+type LedgerEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Sequence number.
+	Seq uint64 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	// When.
+	Time *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	// Action.
+	Action string `protobuf:"bytes,3,opt,name=action,proto3" json:"action,omitempty"`
+	// Outcome.
+	Outcome string `protobuf:"bytes,4,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	// Who acted.
+	Actor string `protobuf:"bytes,5,opt,name=actor,proto3" json:"actor,omitempty"`
+	// Reason or note.
+	Reason        string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LedgerEvent) Reset() {
+	*x = LedgerEvent{}
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LedgerEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LedgerEvent) ProtoMessage() {}
+
+func (x *LedgerEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LedgerEvent.ProtoReflect.Descriptor instead.
+func (*LedgerEvent) Descriptor() ([]byte, []int) {
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *LedgerEvent) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *LedgerEvent) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *LedgerEvent) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *LedgerEvent) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
+func (x *LedgerEvent) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *LedgerEvent) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// GetBreakGlassResponse is one use with its evidence.
+type GetBreakGlassResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The record.
+	Record *BreakGlassRecord `protobuf:"bytes,1,opt,name=record,proto3" json:"record,omitempty"`
+	// Ledger records about this use and its credential.
+	Ledger        []*LedgerEvent `protobuf:"bytes,2,rep,name=ledger,proto3" json:"ledger,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetBreakGlassResponse) Reset() {
+	*x = GetBreakGlassResponse{}
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetBreakGlassResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetBreakGlassResponse) ProtoMessage() {}
+
+func (x *GetBreakGlassResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetBreakGlassResponse.ProtoReflect.Descriptor instead.
+func (*GetBreakGlassResponse) Descriptor() ([]byte, []int) {
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *GetBreakGlassResponse) GetRecord() *BreakGlassRecord {
+	if x != nil {
+		return x.Record
+	}
+	return nil
+}
+
+func (x *GetBreakGlassResponse) GetLedger() []*LedgerEvent {
+	if x != nil {
+		return x.Ledger
+	}
+	return nil
+}
+
+// ReviewBreakGlassRequest records a verdict.
+type ReviewBreakGlassRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ID.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// "justified" or "unjustified".
+	Outcome string `protobuf:"bytes,2,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	// Notes recorded in the ledger.
+	Notes         string `protobuf:"bytes,3,opt,name=notes,proto3" json:"notes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReviewBreakGlassRequest) Reset() {
+	*x = ReviewBreakGlassRequest{}
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReviewBreakGlassRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReviewBreakGlassRequest) ProtoMessage() {}
+
+func (x *ReviewBreakGlassRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReviewBreakGlassRequest.ProtoReflect.Descriptor instead.
+func (*ReviewBreakGlassRequest) Descriptor() ([]byte, []int) {
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ReviewBreakGlassRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ReviewBreakGlassRequest) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
+func (x *ReviewBreakGlassRequest) GetNotes() string {
+	if x != nil {
+		return x.Notes
+	}
+	return ""
+}
+
+// ReviewBreakGlassResponse returns the record and, for "unjustified", what
+// was revoked.
+type ReviewBreakGlassResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The record.
+	Record *BreakGlassRecord `protobuf:"bytes,1,opt,name=record,proto3" json:"record,omitempty"`
+	// Revocations of credentials still live.
+	Results       []*RevocationResult `protobuf:"bytes,2,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReviewBreakGlassResponse) Reset() {
+	*x = ReviewBreakGlassResponse{}
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReviewBreakGlassResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReviewBreakGlassResponse) ProtoMessage() {}
+
+func (x *ReviewBreakGlassResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReviewBreakGlassResponse.ProtoReflect.Descriptor instead.
+func (*ReviewBreakGlassResponse) Descriptor() ([]byte, []int) {
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ReviewBreakGlassResponse) GetRecord() *BreakGlassRecord {
+	if x != nil {
+		return x.Record
+	}
+	return nil
+}
+
+func (x *ReviewBreakGlassResponse) GetResults() []*RevocationResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 var File_writ_admin_v1_admin_service_proto protoreflect.FileDescriptor
 
 const file_writ_admin_v1_admin_service_proto_rawDesc = "" +
@@ -1579,7 +2410,69 @@ const file_writ_admin_v1_admin_service_proto_rawDesc = "" +
 	"\x05error\x18\x05 \x01(\tR\x05error\"\x8b\x01\n" +
 	"\x15RevokeRequestResponse\x127\n" +
 	"\arequest\x18\x01 \x01(\v2\x1d.writ.broker.v1.AccessRequestR\arequest\x129\n" +
-	"\aresults\x18\x02 \x03(\v2\x1f.writ.admin.v1.RevocationResultR\aresults2\xaf\x06\n" +
+	"\aresults\x18\x02 \x03(\v2\x1f.writ.admin.v1.RevocationResultR\aresults\"\xbc\x01\n" +
+	"\x15TakeBreakGlassRequest\x12 \n" +
+	"\ventitlement\x18\x01 \x01(\tR\ventitlement\x12 \n" +
+	"\vbeneficiary\x18\x02 \x01(\tR\vbeneficiary\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x1a\n" +
+	"\bincident\x18\x04 \x01(\tR\bincident\x12+\n" +
+	"\x03ttl\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"\x8d\x01\n" +
+	"\x16TakeBreakGlassResponse\x12:\n" +
+	"\n" +
+	"credential\x18\x01 \x01(\v2\x1a.writ.broker.v1.CredentialR\n" +
+	"credential\x127\n" +
+	"\x06record\x18\x02 \x01(\v2\x1f.writ.admin.v1.BreakGlassRecordR\x06record\"\x8a\x01\n" +
+	"\x10BreakGlassReview\x12\x1a\n" +
+	"\breviewer\x18\x01 \x01(\tR\breviewer\x12\x18\n" +
+	"\aoutcome\x18\x02 \x01(\tR\aoutcome\x12\x14\n" +
+	"\x05notes\x18\x03 \x01(\tR\x05notes\x12*\n" +
+	"\x02at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\xe6\x05\n" +
+	"\x10BreakGlassRecord\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05taker\x18\x02 \x01(\tR\x05taker\x12 \n" +
+	"\vbeneficiary\x18\x03 \x01(\tR\vbeneficiary\x12 \n" +
+	"\ventitlement\x18\x04 \x01(\tR\ventitlement\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x12\x1a\n" +
+	"\bincident\x18\x06 \x01(\tR\bincident\x12\x19\n" +
+	"\bgrant_id\x18\a \x01(\tR\agrantId\x12'\n" +
+	"\x0fcredential_kind\x18\b \x01(\tR\x0ecredentialKind\x121\n" +
+	"\x14credential_reference\x18\t \x01(\tR\x13credentialReference\x12N\n" +
+	"\x15credential_expires_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\x13credentialExpiresAt\x125\n" +
+	"\btaken_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\atakenAt\x129\n" +
+	"\n" +
+	"review_due\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\treviewDue\x12\x14\n" +
+	"\x05state\x18\r \x01(\tR\x05state\x12\x18\n" +
+	"\aoutcome\x18\x0e \x01(\tR\aoutcome\x127\n" +
+	"\tclosed_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\bclosedAt\x12=\n" +
+	"\fescalated_at\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\vescalatedAt\x129\n" +
+	"\areviews\x18\x11 \x03(\v2\x1f.writ.admin.v1.BreakGlassReviewR\areviews\x12\x18\n" +
+	"\aoverdue\x18\x12 \x01(\bR\aoverdue\"b\n" +
+	"\x15ListBreakGlassRequest\x12\x12\n" +
+	"\x04open\x18\x01 \x01(\bR\x04open\x12\x18\n" +
+	"\aoverdue\x18\x02 \x01(\bR\aoverdue\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\"S\n" +
+	"\x16ListBreakGlassResponse\x129\n" +
+	"\arecords\x18\x01 \x03(\v2\x1f.writ.admin.v1.BreakGlassRecordR\arecords\"&\n" +
+	"\x14GetBreakGlassRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xaf\x01\n" +
+	"\vLedgerEvent\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12.\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x16\n" +
+	"\x06action\x18\x03 \x01(\tR\x06action\x12\x18\n" +
+	"\aoutcome\x18\x04 \x01(\tR\aoutcome\x12\x14\n" +
+	"\x05actor\x18\x05 \x01(\tR\x05actor\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\"\x84\x01\n" +
+	"\x15GetBreakGlassResponse\x127\n" +
+	"\x06record\x18\x01 \x01(\v2\x1f.writ.admin.v1.BreakGlassRecordR\x06record\x122\n" +
+	"\x06ledger\x18\x02 \x03(\v2\x1a.writ.admin.v1.LedgerEventR\x06ledger\"Y\n" +
+	"\x17ReviewBreakGlassRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\aoutcome\x18\x02 \x01(\tR\aoutcome\x12\x14\n" +
+	"\x05notes\x18\x03 \x01(\tR\x05notes\"\x8e\x01\n" +
+	"\x18ReviewBreakGlassResponse\x127\n" +
+	"\x06record\x18\x01 \x01(\v2\x1f.writ.admin.v1.BreakGlassRecordR\x06record\x129\n" +
+	"\aresults\x18\x02 \x03(\v2\x1f.writ.admin.v1.RevocationResultR\aresults2\xae\t\n" +
 	"\fAdminService\x12c\n" +
 	"\x10ListEntitlements\x12&.writ.admin.v1.ListEntitlementsRequest\x1a'.writ.admin.v1.ListEntitlementsResponse\x12E\n" +
 	"\x06WhoAmI\x12\x1c.writ.admin.v1.WhoAmIRequest\x1a\x1d.writ.admin.v1.WhoAmIResponse\x12Z\n" +
@@ -1590,7 +2483,11 @@ const file_writ_admin_v1_admin_service_proto_rawDesc = "" +
 	"GetRequest\x12 .writ.admin.v1.GetRequestRequest\x1a!.writ.admin.v1.GetRequestResponse\x12]\n" +
 	"\x0eApproveRequest\x12$.writ.admin.v1.ApproveRequestRequest\x1a%.writ.admin.v1.ApproveRequestResponse\x12T\n" +
 	"\vDenyRequest\x12!.writ.admin.v1.DenyRequestRequest\x1a\".writ.admin.v1.DenyRequestResponse\x12Z\n" +
-	"\rRevokeRequest\x12#.writ.admin.v1.RevokeRequestRequest\x1a$.writ.admin.v1.RevokeRequestResponseB\xb2\x01\n" +
+	"\rRevokeRequest\x12#.writ.admin.v1.RevokeRequestRequest\x1a$.writ.admin.v1.RevokeRequestResponse\x12]\n" +
+	"\x0eTakeBreakGlass\x12$.writ.admin.v1.TakeBreakGlassRequest\x1a%.writ.admin.v1.TakeBreakGlassResponse\x12]\n" +
+	"\x0eListBreakGlass\x12$.writ.admin.v1.ListBreakGlassRequest\x1a%.writ.admin.v1.ListBreakGlassResponse\x12Z\n" +
+	"\rGetBreakGlass\x12#.writ.admin.v1.GetBreakGlassRequest\x1a$.writ.admin.v1.GetBreakGlassResponse\x12c\n" +
+	"\x10ReviewBreakGlass\x12&.writ.admin.v1.ReviewBreakGlassRequest\x1a'.writ.admin.v1.ReviewBreakGlassResponseB\xb2\x01\n" +
 	"\x11com.writ.admin.v1B\x11AdminServiceProtoP\x01Z4github.com/writ-dev/writ/proto/writ/admin/v1;adminv1\xa2\x02\x03WAX\xaa\x02\rWrit.Admin.V1\xca\x02\rWrit\\Admin\\V1\xe2\x02\x19Writ\\Admin\\V1\\GPBMetadata\xea\x02\x0fWrit::Admin::V1b\x06proto3"
 
 var (
@@ -1605,7 +2502,7 @@ func file_writ_admin_v1_admin_service_proto_rawDescGZIP() []byte {
 	return file_writ_admin_v1_admin_service_proto_rawDescData
 }
 
-var file_writ_admin_v1_admin_service_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_writ_admin_v1_admin_service_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_writ_admin_v1_admin_service_proto_goTypes = []any{
 	(*ListEntitlementsRequest)(nil),  // 0: writ.admin.v1.ListEntitlementsRequest
 	(*ListEntitlementsResponse)(nil), // 1: writ.admin.v1.ListEntitlementsResponse
@@ -1630,56 +2527,92 @@ var file_writ_admin_v1_admin_service_proto_goTypes = []any{
 	(*RevokeRequestRequest)(nil),     // 20: writ.admin.v1.RevokeRequestRequest
 	(*RevocationResult)(nil),         // 21: writ.admin.v1.RevocationResult
 	(*RevokeRequestResponse)(nil),    // 22: writ.admin.v1.RevokeRequestResponse
-	(*durationpb.Duration)(nil),      // 23: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),    // 24: google.protobuf.Timestamp
-	(*v1.AccessRequest)(nil),         // 25: writ.broker.v1.AccessRequest
+	(*TakeBreakGlassRequest)(nil),    // 23: writ.admin.v1.TakeBreakGlassRequest
+	(*TakeBreakGlassResponse)(nil),   // 24: writ.admin.v1.TakeBreakGlassResponse
+	(*BreakGlassReview)(nil),         // 25: writ.admin.v1.BreakGlassReview
+	(*BreakGlassRecord)(nil),         // 26: writ.admin.v1.BreakGlassRecord
+	(*ListBreakGlassRequest)(nil),    // 27: writ.admin.v1.ListBreakGlassRequest
+	(*ListBreakGlassResponse)(nil),   // 28: writ.admin.v1.ListBreakGlassResponse
+	(*GetBreakGlassRequest)(nil),     // 29: writ.admin.v1.GetBreakGlassRequest
+	(*LedgerEvent)(nil),              // 30: writ.admin.v1.LedgerEvent
+	(*GetBreakGlassResponse)(nil),    // 31: writ.admin.v1.GetBreakGlassResponse
+	(*ReviewBreakGlassRequest)(nil),  // 32: writ.admin.v1.ReviewBreakGlassRequest
+	(*ReviewBreakGlassResponse)(nil), // 33: writ.admin.v1.ReviewBreakGlassResponse
+	(*durationpb.Duration)(nil),      // 34: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 35: google.protobuf.Timestamp
+	(*v1.AccessRequest)(nil),         // 36: writ.broker.v1.AccessRequest
+	(*v1.Credential)(nil),            // 37: writ.broker.v1.Credential
 }
 var file_writ_admin_v1_admin_service_proto_depIdxs = []int32{
 	2,  // 0: writ.admin.v1.ListEntitlementsResponse.entitlements:type_name -> writ.admin.v1.Entitlement
-	23, // 1: writ.admin.v1.Entitlement.max_ttl:type_name -> google.protobuf.Duration
+	34, // 1: writ.admin.v1.Entitlement.max_ttl:type_name -> google.protobuf.Duration
 	3,  // 2: writ.admin.v1.Entitlement.stages:type_name -> writ.admin.v1.Stage
-	23, // 3: writ.admin.v1.Entitlement.window:type_name -> google.protobuf.Duration
-	24, // 4: writ.admin.v1.WhoAmIResponse.expires_at:type_name -> google.protobuf.Timestamp
-	23, // 5: writ.admin.v1.ExplainPolicyResponse.max_ttl:type_name -> google.protobuf.Duration
-	23, // 6: writ.admin.v1.ExplainPolicyResponse.window:type_name -> google.protobuf.Duration
+	34, // 3: writ.admin.v1.Entitlement.window:type_name -> google.protobuf.Duration
+	35, // 4: writ.admin.v1.WhoAmIResponse.expires_at:type_name -> google.protobuf.Timestamp
+	34, // 5: writ.admin.v1.ExplainPolicyResponse.max_ttl:type_name -> google.protobuf.Duration
+	34, // 6: writ.admin.v1.ExplainPolicyResponse.window:type_name -> google.protobuf.Duration
 	3,  // 7: writ.admin.v1.ExplainPolicyResponse.stages:type_name -> writ.admin.v1.Stage
-	23, // 8: writ.admin.v1.CreateRequestRequest.duration:type_name -> google.protobuf.Duration
-	25, // 9: writ.admin.v1.CreateRequestResponse.request:type_name -> writ.broker.v1.AccessRequest
-	25, // 10: writ.admin.v1.ListRequestsResponse.requests:type_name -> writ.broker.v1.AccessRequest
-	24, // 11: writ.admin.v1.GrantSummary.issued_at:type_name -> google.protobuf.Timestamp
-	24, // 12: writ.admin.v1.GrantSummary.expires_at:type_name -> google.protobuf.Timestamp
-	25, // 13: writ.admin.v1.GetRequestResponse.request:type_name -> writ.broker.v1.AccessRequest
-	23, // 14: writ.admin.v1.GetRequestResponse.effective_ttl:type_name -> google.protobuf.Duration
+	34, // 8: writ.admin.v1.CreateRequestRequest.duration:type_name -> google.protobuf.Duration
+	36, // 9: writ.admin.v1.CreateRequestResponse.request:type_name -> writ.broker.v1.AccessRequest
+	36, // 10: writ.admin.v1.ListRequestsResponse.requests:type_name -> writ.broker.v1.AccessRequest
+	35, // 11: writ.admin.v1.GrantSummary.issued_at:type_name -> google.protobuf.Timestamp
+	35, // 12: writ.admin.v1.GrantSummary.expires_at:type_name -> google.protobuf.Timestamp
+	36, // 13: writ.admin.v1.GetRequestResponse.request:type_name -> writ.broker.v1.AccessRequest
+	34, // 14: writ.admin.v1.GetRequestResponse.effective_ttl:type_name -> google.protobuf.Duration
 	13, // 15: writ.admin.v1.GetRequestResponse.stages:type_name -> writ.admin.v1.StageStatus
 	14, // 16: writ.admin.v1.GetRequestResponse.grants:type_name -> writ.admin.v1.GrantSummary
 	14, // 17: writ.admin.v1.GetRequestResponse.recent_grants:type_name -> writ.admin.v1.GrantSummary
-	25, // 18: writ.admin.v1.ApproveRequestResponse.request:type_name -> writ.broker.v1.AccessRequest
-	25, // 19: writ.admin.v1.DenyRequestResponse.request:type_name -> writ.broker.v1.AccessRequest
-	25, // 20: writ.admin.v1.RevokeRequestResponse.request:type_name -> writ.broker.v1.AccessRequest
+	36, // 18: writ.admin.v1.ApproveRequestResponse.request:type_name -> writ.broker.v1.AccessRequest
+	36, // 19: writ.admin.v1.DenyRequestResponse.request:type_name -> writ.broker.v1.AccessRequest
+	36, // 20: writ.admin.v1.RevokeRequestResponse.request:type_name -> writ.broker.v1.AccessRequest
 	21, // 21: writ.admin.v1.RevokeRequestResponse.results:type_name -> writ.admin.v1.RevocationResult
-	0,  // 22: writ.admin.v1.AdminService.ListEntitlements:input_type -> writ.admin.v1.ListEntitlementsRequest
-	4,  // 23: writ.admin.v1.AdminService.WhoAmI:input_type -> writ.admin.v1.WhoAmIRequest
-	6,  // 24: writ.admin.v1.AdminService.ExplainPolicy:input_type -> writ.admin.v1.ExplainPolicyRequest
-	8,  // 25: writ.admin.v1.AdminService.CreateRequest:input_type -> writ.admin.v1.CreateRequestRequest
-	10, // 26: writ.admin.v1.AdminService.ListRequests:input_type -> writ.admin.v1.ListRequestsRequest
-	12, // 27: writ.admin.v1.AdminService.GetRequest:input_type -> writ.admin.v1.GetRequestRequest
-	16, // 28: writ.admin.v1.AdminService.ApproveRequest:input_type -> writ.admin.v1.ApproveRequestRequest
-	18, // 29: writ.admin.v1.AdminService.DenyRequest:input_type -> writ.admin.v1.DenyRequestRequest
-	20, // 30: writ.admin.v1.AdminService.RevokeRequest:input_type -> writ.admin.v1.RevokeRequestRequest
-	1,  // 31: writ.admin.v1.AdminService.ListEntitlements:output_type -> writ.admin.v1.ListEntitlementsResponse
-	5,  // 32: writ.admin.v1.AdminService.WhoAmI:output_type -> writ.admin.v1.WhoAmIResponse
-	7,  // 33: writ.admin.v1.AdminService.ExplainPolicy:output_type -> writ.admin.v1.ExplainPolicyResponse
-	9,  // 34: writ.admin.v1.AdminService.CreateRequest:output_type -> writ.admin.v1.CreateRequestResponse
-	11, // 35: writ.admin.v1.AdminService.ListRequests:output_type -> writ.admin.v1.ListRequestsResponse
-	15, // 36: writ.admin.v1.AdminService.GetRequest:output_type -> writ.admin.v1.GetRequestResponse
-	17, // 37: writ.admin.v1.AdminService.ApproveRequest:output_type -> writ.admin.v1.ApproveRequestResponse
-	19, // 38: writ.admin.v1.AdminService.DenyRequest:output_type -> writ.admin.v1.DenyRequestResponse
-	22, // 39: writ.admin.v1.AdminService.RevokeRequest:output_type -> writ.admin.v1.RevokeRequestResponse
-	31, // [31:40] is the sub-list for method output_type
-	22, // [22:31] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	34, // 22: writ.admin.v1.TakeBreakGlassRequest.ttl:type_name -> google.protobuf.Duration
+	37, // 23: writ.admin.v1.TakeBreakGlassResponse.credential:type_name -> writ.broker.v1.Credential
+	26, // 24: writ.admin.v1.TakeBreakGlassResponse.record:type_name -> writ.admin.v1.BreakGlassRecord
+	35, // 25: writ.admin.v1.BreakGlassReview.at:type_name -> google.protobuf.Timestamp
+	35, // 26: writ.admin.v1.BreakGlassRecord.credential_expires_at:type_name -> google.protobuf.Timestamp
+	35, // 27: writ.admin.v1.BreakGlassRecord.taken_at:type_name -> google.protobuf.Timestamp
+	35, // 28: writ.admin.v1.BreakGlassRecord.review_due:type_name -> google.protobuf.Timestamp
+	35, // 29: writ.admin.v1.BreakGlassRecord.closed_at:type_name -> google.protobuf.Timestamp
+	35, // 30: writ.admin.v1.BreakGlassRecord.escalated_at:type_name -> google.protobuf.Timestamp
+	25, // 31: writ.admin.v1.BreakGlassRecord.reviews:type_name -> writ.admin.v1.BreakGlassReview
+	26, // 32: writ.admin.v1.ListBreakGlassResponse.records:type_name -> writ.admin.v1.BreakGlassRecord
+	35, // 33: writ.admin.v1.LedgerEvent.time:type_name -> google.protobuf.Timestamp
+	26, // 34: writ.admin.v1.GetBreakGlassResponse.record:type_name -> writ.admin.v1.BreakGlassRecord
+	30, // 35: writ.admin.v1.GetBreakGlassResponse.ledger:type_name -> writ.admin.v1.LedgerEvent
+	26, // 36: writ.admin.v1.ReviewBreakGlassResponse.record:type_name -> writ.admin.v1.BreakGlassRecord
+	21, // 37: writ.admin.v1.ReviewBreakGlassResponse.results:type_name -> writ.admin.v1.RevocationResult
+	0,  // 38: writ.admin.v1.AdminService.ListEntitlements:input_type -> writ.admin.v1.ListEntitlementsRequest
+	4,  // 39: writ.admin.v1.AdminService.WhoAmI:input_type -> writ.admin.v1.WhoAmIRequest
+	6,  // 40: writ.admin.v1.AdminService.ExplainPolicy:input_type -> writ.admin.v1.ExplainPolicyRequest
+	8,  // 41: writ.admin.v1.AdminService.CreateRequest:input_type -> writ.admin.v1.CreateRequestRequest
+	10, // 42: writ.admin.v1.AdminService.ListRequests:input_type -> writ.admin.v1.ListRequestsRequest
+	12, // 43: writ.admin.v1.AdminService.GetRequest:input_type -> writ.admin.v1.GetRequestRequest
+	16, // 44: writ.admin.v1.AdminService.ApproveRequest:input_type -> writ.admin.v1.ApproveRequestRequest
+	18, // 45: writ.admin.v1.AdminService.DenyRequest:input_type -> writ.admin.v1.DenyRequestRequest
+	20, // 46: writ.admin.v1.AdminService.RevokeRequest:input_type -> writ.admin.v1.RevokeRequestRequest
+	23, // 47: writ.admin.v1.AdminService.TakeBreakGlass:input_type -> writ.admin.v1.TakeBreakGlassRequest
+	27, // 48: writ.admin.v1.AdminService.ListBreakGlass:input_type -> writ.admin.v1.ListBreakGlassRequest
+	29, // 49: writ.admin.v1.AdminService.GetBreakGlass:input_type -> writ.admin.v1.GetBreakGlassRequest
+	32, // 50: writ.admin.v1.AdminService.ReviewBreakGlass:input_type -> writ.admin.v1.ReviewBreakGlassRequest
+	1,  // 51: writ.admin.v1.AdminService.ListEntitlements:output_type -> writ.admin.v1.ListEntitlementsResponse
+	5,  // 52: writ.admin.v1.AdminService.WhoAmI:output_type -> writ.admin.v1.WhoAmIResponse
+	7,  // 53: writ.admin.v1.AdminService.ExplainPolicy:output_type -> writ.admin.v1.ExplainPolicyResponse
+	9,  // 54: writ.admin.v1.AdminService.CreateRequest:output_type -> writ.admin.v1.CreateRequestResponse
+	11, // 55: writ.admin.v1.AdminService.ListRequests:output_type -> writ.admin.v1.ListRequestsResponse
+	15, // 56: writ.admin.v1.AdminService.GetRequest:output_type -> writ.admin.v1.GetRequestResponse
+	17, // 57: writ.admin.v1.AdminService.ApproveRequest:output_type -> writ.admin.v1.ApproveRequestResponse
+	19, // 58: writ.admin.v1.AdminService.DenyRequest:output_type -> writ.admin.v1.DenyRequestResponse
+	22, // 59: writ.admin.v1.AdminService.RevokeRequest:output_type -> writ.admin.v1.RevokeRequestResponse
+	24, // 60: writ.admin.v1.AdminService.TakeBreakGlass:output_type -> writ.admin.v1.TakeBreakGlassResponse
+	28, // 61: writ.admin.v1.AdminService.ListBreakGlass:output_type -> writ.admin.v1.ListBreakGlassResponse
+	31, // 62: writ.admin.v1.AdminService.GetBreakGlass:output_type -> writ.admin.v1.GetBreakGlassResponse
+	33, // 63: writ.admin.v1.AdminService.ReviewBreakGlass:output_type -> writ.admin.v1.ReviewBreakGlassResponse
+	51, // [51:64] is the sub-list for method output_type
+	38, // [38:51] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_writ_admin_v1_admin_service_proto_init() }
@@ -1693,7 +2626,7 @@ func file_writ_admin_v1_admin_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_writ_admin_v1_admin_service_proto_rawDesc), len(file_writ_admin_v1_admin_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   23,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -28,6 +28,10 @@ const (
 	AdminService_ApproveRequest_FullMethodName   = "/writ.admin.v1.AdminService/ApproveRequest"
 	AdminService_DenyRequest_FullMethodName      = "/writ.admin.v1.AdminService/DenyRequest"
 	AdminService_RevokeRequest_FullMethodName    = "/writ.admin.v1.AdminService/RevokeRequest"
+	AdminService_TakeBreakGlass_FullMethodName   = "/writ.admin.v1.AdminService/TakeBreakGlass"
+	AdminService_ListBreakGlass_FullMethodName   = "/writ.admin.v1.AdminService/ListBreakGlass"
+	AdminService_GetBreakGlass_FullMethodName    = "/writ.admin.v1.AdminService/GetBreakGlass"
+	AdminService_ReviewBreakGlass_FullMethodName = "/writ.admin.v1.AdminService/ReviewBreakGlass"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -64,6 +68,17 @@ type AdminServiceClient interface {
 	// RevokeRequest revokes an approval and every credential minted under it,
 	// and returns a receipt listing each credential and its outcome.
 	RevokeRequest(ctx context.Context, in *RevokeRequestRequest, opts ...grpc.CallOption) (*RevokeRequestResponse, error)
+	// TakeBreakGlass lets a person take break-glass access (for a workload
+	// with beneficiary, or for themselves). See writ.broker.v1.BrokerService.BreakGlass.
+	TakeBreakGlass(ctx context.Context, in *TakeBreakGlassRequest, opts ...grpc.CallOption) (*TakeBreakGlassResponse, error)
+	// ListBreakGlass lists break-glass uses and their reviews, newest first.
+	ListBreakGlass(ctx context.Context, in *ListBreakGlassRequest, opts ...grpc.CallOption) (*ListBreakGlassResponse, error)
+	// GetBreakGlass returns one use with what was minted and what the ledger
+	// recorded about it.
+	GetBreakGlass(ctx context.Context, in *GetBreakGlassRequest, opts ...grpc.CallOption) (*GetBreakGlassResponse, error)
+	// ReviewBreakGlass records the caller's verdict. The taker cannot review.
+	// "unjustified" closes the review at once and revokes what is still live.
+	ReviewBreakGlass(ctx context.Context, in *ReviewBreakGlassRequest, opts ...grpc.CallOption) (*ReviewBreakGlassResponse, error)
 }
 
 type adminServiceClient struct {
@@ -164,6 +179,46 @@ func (c *adminServiceClient) RevokeRequest(ctx context.Context, in *RevokeReques
 	return out, nil
 }
 
+func (c *adminServiceClient) TakeBreakGlass(ctx context.Context, in *TakeBreakGlassRequest, opts ...grpc.CallOption) (*TakeBreakGlassResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TakeBreakGlassResponse)
+	err := c.cc.Invoke(ctx, AdminService_TakeBreakGlass_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListBreakGlass(ctx context.Context, in *ListBreakGlassRequest, opts ...grpc.CallOption) (*ListBreakGlassResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListBreakGlassResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListBreakGlass_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) GetBreakGlass(ctx context.Context, in *GetBreakGlassRequest, opts ...grpc.CallOption) (*GetBreakGlassResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetBreakGlassResponse)
+	err := c.cc.Invoke(ctx, AdminService_GetBreakGlass_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ReviewBreakGlass(ctx context.Context, in *ReviewBreakGlassRequest, opts ...grpc.CallOption) (*ReviewBreakGlassResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReviewBreakGlassResponse)
+	err := c.cc.Invoke(ctx, AdminService_ReviewBreakGlass_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -198,6 +253,17 @@ type AdminServiceServer interface {
 	// RevokeRequest revokes an approval and every credential minted under it,
 	// and returns a receipt listing each credential and its outcome.
 	RevokeRequest(context.Context, *RevokeRequestRequest) (*RevokeRequestResponse, error)
+	// TakeBreakGlass lets a person take break-glass access (for a workload
+	// with beneficiary, or for themselves). See writ.broker.v1.BrokerService.BreakGlass.
+	TakeBreakGlass(context.Context, *TakeBreakGlassRequest) (*TakeBreakGlassResponse, error)
+	// ListBreakGlass lists break-glass uses and their reviews, newest first.
+	ListBreakGlass(context.Context, *ListBreakGlassRequest) (*ListBreakGlassResponse, error)
+	// GetBreakGlass returns one use with what was minted and what the ledger
+	// recorded about it.
+	GetBreakGlass(context.Context, *GetBreakGlassRequest) (*GetBreakGlassResponse, error)
+	// ReviewBreakGlass records the caller's verdict. The taker cannot review.
+	// "unjustified" closes the review at once and revokes what is still live.
+	ReviewBreakGlass(context.Context, *ReviewBreakGlassRequest) (*ReviewBreakGlassResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -234,6 +300,18 @@ func (UnimplementedAdminServiceServer) DenyRequest(context.Context, *DenyRequest
 }
 func (UnimplementedAdminServiceServer) RevokeRequest(context.Context, *RevokeRequestRequest) (*RevokeRequestResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevokeRequest not implemented")
+}
+func (UnimplementedAdminServiceServer) TakeBreakGlass(context.Context, *TakeBreakGlassRequest) (*TakeBreakGlassResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TakeBreakGlass not implemented")
+}
+func (UnimplementedAdminServiceServer) ListBreakGlass(context.Context, *ListBreakGlassRequest) (*ListBreakGlassResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListBreakGlass not implemented")
+}
+func (UnimplementedAdminServiceServer) GetBreakGlass(context.Context, *GetBreakGlassRequest) (*GetBreakGlassResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetBreakGlass not implemented")
+}
+func (UnimplementedAdminServiceServer) ReviewBreakGlass(context.Context, *ReviewBreakGlassRequest) (*ReviewBreakGlassResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReviewBreakGlass not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -418,6 +496,78 @@ func _AdminService_RevokeRequest_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_TakeBreakGlass_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TakeBreakGlassRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).TakeBreakGlass(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_TakeBreakGlass_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).TakeBreakGlass(ctx, req.(*TakeBreakGlassRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListBreakGlass_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListBreakGlassRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListBreakGlass(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListBreakGlass_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListBreakGlass(ctx, req.(*ListBreakGlassRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_GetBreakGlass_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetBreakGlassRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).GetBreakGlass(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_GetBreakGlass_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).GetBreakGlass(ctx, req.(*GetBreakGlassRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ReviewBreakGlass_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReviewBreakGlassRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ReviewBreakGlass(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ReviewBreakGlass_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ReviewBreakGlass(ctx, req.(*ReviewBreakGlassRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -460,6 +610,22 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RevokeRequest",
 			Handler:    _AdminService_RevokeRequest_Handler,
+		},
+		{
+			MethodName: "TakeBreakGlass",
+			Handler:    _AdminService_TakeBreakGlass_Handler,
+		},
+		{
+			MethodName: "ListBreakGlass",
+			Handler:    _AdminService_ListBreakGlass_Handler,
+		},
+		{
+			MethodName: "GetBreakGlass",
+			Handler:    _AdminService_GetBreakGlass_Handler,
+		},
+		{
+			MethodName: "ReviewBreakGlass",
+			Handler:    _AdminService_ReviewBreakGlass_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -145,6 +145,143 @@ func (CredentialKind) EnumDescriptor() ([]byte, []int) {
 	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{1}
 }
 
+// BreakGlassRequest takes break-glass access.
+type BreakGlassRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Entitlement name.
+	Entitlement string `protobuf:"bytes,1,opt,name=entitlement,proto3" json:"entitlement,omitempty"`
+	// Why; mandatory, at most 1024 bytes.
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Incident reference.
+	Incident string `protobuf:"bytes,3,opt,name=incident,proto3" json:"incident,omitempty"`
+	// Requested lifetime; unset means the break-glass cap. More is refused.
+	Ttl           *durationpb.Duration `protobuf:"bytes,4,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BreakGlassRequest) Reset() {
+	*x = BreakGlassRequest{}
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BreakGlassRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BreakGlassRequest) ProtoMessage() {}
+
+func (x *BreakGlassRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BreakGlassRequest.ProtoReflect.Descriptor instead.
+func (*BreakGlassRequest) Descriptor() ([]byte, []int) {
+	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *BreakGlassRequest) GetEntitlement() string {
+	if x != nil {
+		return x.Entitlement
+	}
+	return ""
+}
+
+func (x *BreakGlassRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *BreakGlassRequest) GetIncident() string {
+	if x != nil {
+		return x.Incident
+	}
+	return ""
+}
+
+func (x *BreakGlassRequest) GetTtl() *durationpb.Duration {
+	if x != nil {
+		return x.Ttl
+	}
+	return nil
+}
+
+// BreakGlassResponse carries the credential and the review it created.
+type BreakGlassResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The credential.
+	Credential *Credential `protobuf:"bytes,1,opt,name=credential,proto3" json:"credential,omitempty"`
+	// The review that must follow.
+	ReviewId string `protobuf:"bytes,2,opt,name=review_id,json=reviewId,proto3" json:"review_id,omitempty"`
+	// When the review is due.
+	ReviewDue     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=review_due,json=reviewDue,proto3" json:"review_due,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BreakGlassResponse) Reset() {
+	*x = BreakGlassResponse{}
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BreakGlassResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BreakGlassResponse) ProtoMessage() {}
+
+func (x *BreakGlassResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BreakGlassResponse.ProtoReflect.Descriptor instead.
+func (*BreakGlassResponse) Descriptor() ([]byte, []int) {
+	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *BreakGlassResponse) GetCredential() *Credential {
+	if x != nil {
+		return x.Credential
+	}
+	return nil
+}
+
+func (x *BreakGlassResponse) GetReviewId() string {
+	if x != nil {
+		return x.ReviewId
+	}
+	return ""
+}
+
+func (x *BreakGlassResponse) GetReviewDue() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReviewDue
+	}
+	return nil
+}
+
 // RequestAccessRequest asks for an approval.
 type RequestAccessRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -162,7 +299,7 @@ type RequestAccessRequest struct {
 
 func (x *RequestAccessRequest) Reset() {
 	*x = RequestAccessRequest{}
-	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[0]
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -174,7 +311,7 @@ func (x *RequestAccessRequest) String() string {
 func (*RequestAccessRequest) ProtoMessage() {}
 
 func (x *RequestAccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[0]
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -187,7 +324,7 @@ func (x *RequestAccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestAccessRequest.ProtoReflect.Descriptor instead.
 func (*RequestAccessRequest) Descriptor() ([]byte, []int) {
-	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{0}
+	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *RequestAccessRequest) GetEntitlement() string {
@@ -229,7 +366,7 @@ type RequestAccessResponse struct {
 
 func (x *RequestAccessResponse) Reset() {
 	*x = RequestAccessResponse{}
-	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[1]
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -241,7 +378,7 @@ func (x *RequestAccessResponse) String() string {
 func (*RequestAccessResponse) ProtoMessage() {}
 
 func (x *RequestAccessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[1]
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -254,7 +391,7 @@ func (x *RequestAccessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestAccessResponse.ProtoReflect.Descriptor instead.
 func (*RequestAccessResponse) Descriptor() ([]byte, []int) {
-	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{1}
+	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RequestAccessResponse) GetRequest() *AccessRequest {
@@ -275,7 +412,7 @@ type WatchRequestRequest struct {
 
 func (x *WatchRequestRequest) Reset() {
 	*x = WatchRequestRequest{}
-	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[2]
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -287,7 +424,7 @@ func (x *WatchRequestRequest) String() string {
 func (*WatchRequestRequest) ProtoMessage() {}
 
 func (x *WatchRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[2]
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -300,7 +437,7 @@ func (x *WatchRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequestRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequestRequest) Descriptor() ([]byte, []int) {
-	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{2}
+	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *WatchRequestRequest) GetRequestId() string {
@@ -321,7 +458,7 @@ type WatchRequestResponse struct {
 
 func (x *WatchRequestResponse) Reset() {
 	*x = WatchRequestResponse{}
-	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[3]
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -333,7 +470,7 @@ func (x *WatchRequestResponse) String() string {
 func (*WatchRequestResponse) ProtoMessage() {}
 
 func (x *WatchRequestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[3]
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -346,7 +483,7 @@ func (x *WatchRequestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequestResponse.ProtoReflect.Descriptor instead.
 func (*WatchRequestResponse) Descriptor() ([]byte, []int) {
-	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{3}
+	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *WatchRequestResponse) GetRequest() *AccessRequest {
@@ -375,7 +512,7 @@ type Review struct {
 
 func (x *Review) Reset() {
 	*x = Review{}
-	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[4]
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -387,7 +524,7 @@ func (x *Review) String() string {
 func (*Review) ProtoMessage() {}
 
 func (x *Review) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[4]
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -400,7 +537,7 @@ func (x *Review) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Review.ProtoReflect.Descriptor instead.
 func (*Review) Descriptor() ([]byte, []int) {
-	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{4}
+	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Review) GetReviewer() string {
@@ -480,7 +617,7 @@ type AccessRequest struct {
 
 func (x *AccessRequest) Reset() {
 	*x = AccessRequest{}
-	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[5]
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -492,7 +629,7 @@ func (x *AccessRequest) String() string {
 func (*AccessRequest) ProtoMessage() {}
 
 func (x *AccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[5]
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -505,7 +642,7 @@ func (x *AccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccessRequest.ProtoReflect.Descriptor instead.
 func (*AccessRequest) Descriptor() ([]byte, []int) {
-	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{5}
+	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *AccessRequest) GetId() string {
@@ -634,7 +771,7 @@ type IssueCredentialRequest struct {
 
 func (x *IssueCredentialRequest) Reset() {
 	*x = IssueCredentialRequest{}
-	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[6]
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -646,7 +783,7 @@ func (x *IssueCredentialRequest) String() string {
 func (*IssueCredentialRequest) ProtoMessage() {}
 
 func (x *IssueCredentialRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[6]
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -659,7 +796,7 @@ func (x *IssueCredentialRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueCredentialRequest.ProtoReflect.Descriptor instead.
 func (*IssueCredentialRequest) Descriptor() ([]byte, []int) {
-	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{6}
+	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *IssueCredentialRequest) GetEntitlement() string {
@@ -687,7 +824,7 @@ type IssueCredentialResponse struct {
 
 func (x *IssueCredentialResponse) Reset() {
 	*x = IssueCredentialResponse{}
-	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[7]
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -699,7 +836,7 @@ func (x *IssueCredentialResponse) String() string {
 func (*IssueCredentialResponse) ProtoMessage() {}
 
 func (x *IssueCredentialResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[7]
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -712,7 +849,7 @@ func (x *IssueCredentialResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueCredentialResponse.ProtoReflect.Descriptor instead.
 func (*IssueCredentialResponse) Descriptor() ([]byte, []int) {
-	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{7}
+	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *IssueCredentialResponse) GetCredential() *Credential {
@@ -739,14 +876,16 @@ type Credential struct {
 	// When it was issued.
 	IssuedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=issued_at,json=issuedAt,proto3" json:"issued_at,omitempty"`
 	// When it stops working.
-	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// Whether it was taken as break-glass.
+	BreakGlass    bool `protobuf:"varint,8,opt,name=break_glass,json=breakGlass,proto3" json:"break_glass,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Credential) Reset() {
 	*x = Credential{}
-	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[8]
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -758,7 +897,7 @@ func (x *Credential) String() string {
 func (*Credential) ProtoMessage() {}
 
 func (x *Credential) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[8]
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -771,7 +910,7 @@ func (x *Credential) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Credential.ProtoReflect.Descriptor instead.
 func (*Credential) Descriptor() ([]byte, []int) {
-	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{8}
+	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Credential) GetGrantId() string {
@@ -823,11 +962,30 @@ func (x *Credential) GetExpiresAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Credential) GetBreakGlass() bool {
+	if x != nil {
+		return x.BreakGlass
+	}
+	return false
+}
+
 var File_writ_broker_v1_broker_service_proto protoreflect.FileDescriptor
 
 const file_writ_broker_v1_broker_service_proto_rawDesc = "" +
 	"\n" +
-	"#writ/broker/v1/broker_service.proto\x12\x0ewrit.broker.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9f\x01\n" +
+	"#writ/broker/v1/broker_service.proto\x12\x0ewrit.broker.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x96\x01\n" +
+	"\x11BreakGlassRequest\x12 \n" +
+	"\ventitlement\x18\x01 \x01(\tR\ventitlement\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1a\n" +
+	"\bincident\x18\x03 \x01(\tR\bincident\x12+\n" +
+	"\x03ttl\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"\xa8\x01\n" +
+	"\x12BreakGlassResponse\x12:\n" +
+	"\n" +
+	"credential\x18\x01 \x01(\v2\x1a.writ.broker.v1.CredentialR\n" +
+	"credential\x12\x1b\n" +
+	"\treview_id\x18\x02 \x01(\tR\breviewId\x129\n" +
+	"\n" +
+	"review_due\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\treviewDue\"\x9f\x01\n" +
 	"\x14RequestAccessRequest\x12 \n" +
 	"\ventitlement\x18\x01 \x01(\tR\ventitlement\x125\n" +
 	"\bduration\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\bduration\x12\x16\n" +
@@ -874,7 +1032,7 @@ const file_writ_broker_v1_broker_service_proto_rawDesc = "" +
 	"\x17IssueCredentialResponse\x12:\n" +
 	"\n" +
 	"credential\x18\x01 \x01(\v2\x1a.writ.broker.v1.CredentialR\n" +
-	"credential\"\xa7\x02\n" +
+	"credential\"\xc8\x02\n" +
 	"\n" +
 	"Credential\x12\x19\n" +
 	"\bgrant_id\x18\x01 \x01(\tR\agrantId\x12 \n" +
@@ -884,7 +1042,9 @@ const file_writ_broker_v1_broker_service_proto_rawDesc = "" +
 	"\treference\x18\x05 \x01(\tR\treference\x127\n" +
 	"\tissued_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\bissuedAt\x129\n" +
 	"\n" +
-	"expires_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt*\xd1\x01\n" +
+	"expires_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x1f\n" +
+	"\vbreak_glass\x18\b \x01(\bR\n" +
+	"breakGlass*\xd1\x01\n" +
 	"\fRequestState\x12\x1d\n" +
 	"\x19REQUEST_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15REQUEST_STATE_PENDING\x10\x01\x12\x1a\n" +
@@ -896,11 +1056,13 @@ const file_writ_broker_v1_broker_service_proto_rawDesc = "" +
 	"\x0eCredentialKind\x12\x1f\n" +
 	"\x1bCREDENTIAL_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13CREDENTIAL_KIND_JWT\x10\x01\x12\x1f\n" +
-	"\x1bCREDENTIAL_KIND_VAULT_TOKEN\x10\x022\xae\x02\n" +
+	"\x1bCREDENTIAL_KIND_VAULT_TOKEN\x10\x022\x83\x03\n" +
 	"\rBrokerService\x12b\n" +
 	"\x0fIssueCredential\x12&.writ.broker.v1.IssueCredentialRequest\x1a'.writ.broker.v1.IssueCredentialResponse\x12\\\n" +
 	"\rRequestAccess\x12$.writ.broker.v1.RequestAccessRequest\x1a%.writ.broker.v1.RequestAccessResponse\x12[\n" +
-	"\fWatchRequest\x12#.writ.broker.v1.WatchRequestRequest\x1a$.writ.broker.v1.WatchRequestResponse0\x01B\xba\x01\n" +
+	"\fWatchRequest\x12#.writ.broker.v1.WatchRequestRequest\x1a$.writ.broker.v1.WatchRequestResponse0\x01\x12S\n" +
+	"\n" +
+	"BreakGlass\x12!.writ.broker.v1.BreakGlassRequest\x1a\".writ.broker.v1.BreakGlassResponseB\xba\x01\n" +
 	"\x12com.writ.broker.v1B\x12BrokerServiceProtoP\x01Z6github.com/writ-dev/writ/proto/writ/broker/v1;brokerv1\xa2\x02\x03WBX\xaa\x02\x0eWrit.Broker.V1\xca\x02\x0eWrit\\Broker\\V1\xe2\x02\x1aWrit\\Broker\\V1\\GPBMetadata\xea\x02\x10Writ::Broker::V1b\x06proto3"
 
 var (
@@ -916,50 +1078,57 @@ func file_writ_broker_v1_broker_service_proto_rawDescGZIP() []byte {
 }
 
 var file_writ_broker_v1_broker_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_writ_broker_v1_broker_service_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_writ_broker_v1_broker_service_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_writ_broker_v1_broker_service_proto_goTypes = []any{
 	(RequestState)(0),               // 0: writ.broker.v1.RequestState
 	(CredentialKind)(0),             // 1: writ.broker.v1.CredentialKind
-	(*RequestAccessRequest)(nil),    // 2: writ.broker.v1.RequestAccessRequest
-	(*RequestAccessResponse)(nil),   // 3: writ.broker.v1.RequestAccessResponse
-	(*WatchRequestRequest)(nil),     // 4: writ.broker.v1.WatchRequestRequest
-	(*WatchRequestResponse)(nil),    // 5: writ.broker.v1.WatchRequestResponse
-	(*Review)(nil),                  // 6: writ.broker.v1.Review
-	(*AccessRequest)(nil),           // 7: writ.broker.v1.AccessRequest
-	(*IssueCredentialRequest)(nil),  // 8: writ.broker.v1.IssueCredentialRequest
-	(*IssueCredentialResponse)(nil), // 9: writ.broker.v1.IssueCredentialResponse
-	(*Credential)(nil),              // 10: writ.broker.v1.Credential
-	(*durationpb.Duration)(nil),     // 11: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 12: google.protobuf.Timestamp
+	(*BreakGlassRequest)(nil),       // 2: writ.broker.v1.BreakGlassRequest
+	(*BreakGlassResponse)(nil),      // 3: writ.broker.v1.BreakGlassResponse
+	(*RequestAccessRequest)(nil),    // 4: writ.broker.v1.RequestAccessRequest
+	(*RequestAccessResponse)(nil),   // 5: writ.broker.v1.RequestAccessResponse
+	(*WatchRequestRequest)(nil),     // 6: writ.broker.v1.WatchRequestRequest
+	(*WatchRequestResponse)(nil),    // 7: writ.broker.v1.WatchRequestResponse
+	(*Review)(nil),                  // 8: writ.broker.v1.Review
+	(*AccessRequest)(nil),           // 9: writ.broker.v1.AccessRequest
+	(*IssueCredentialRequest)(nil),  // 10: writ.broker.v1.IssueCredentialRequest
+	(*IssueCredentialResponse)(nil), // 11: writ.broker.v1.IssueCredentialResponse
+	(*Credential)(nil),              // 12: writ.broker.v1.Credential
+	(*durationpb.Duration)(nil),     // 13: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 14: google.protobuf.Timestamp
 }
 var file_writ_broker_v1_broker_service_proto_depIdxs = []int32{
-	11, // 0: writ.broker.v1.RequestAccessRequest.duration:type_name -> google.protobuf.Duration
-	7,  // 1: writ.broker.v1.RequestAccessResponse.request:type_name -> writ.broker.v1.AccessRequest
-	7,  // 2: writ.broker.v1.WatchRequestResponse.request:type_name -> writ.broker.v1.AccessRequest
-	12, // 3: writ.broker.v1.Review.at:type_name -> google.protobuf.Timestamp
-	11, // 4: writ.broker.v1.AccessRequest.duration:type_name -> google.protobuf.Duration
-	0,  // 5: writ.broker.v1.AccessRequest.state:type_name -> writ.broker.v1.RequestState
-	12, // 6: writ.broker.v1.AccessRequest.created_at:type_name -> google.protobuf.Timestamp
-	12, // 7: writ.broker.v1.AccessRequest.pending_until:type_name -> google.protobuf.Timestamp
-	12, // 8: writ.broker.v1.AccessRequest.approved_at:type_name -> google.protobuf.Timestamp
-	12, // 9: writ.broker.v1.AccessRequest.window_end:type_name -> google.protobuf.Timestamp
-	6,  // 10: writ.broker.v1.AccessRequest.reviews:type_name -> writ.broker.v1.Review
-	11, // 11: writ.broker.v1.IssueCredentialRequest.ttl:type_name -> google.protobuf.Duration
-	10, // 12: writ.broker.v1.IssueCredentialResponse.credential:type_name -> writ.broker.v1.Credential
-	1,  // 13: writ.broker.v1.Credential.kind:type_name -> writ.broker.v1.CredentialKind
-	12, // 14: writ.broker.v1.Credential.issued_at:type_name -> google.protobuf.Timestamp
-	12, // 15: writ.broker.v1.Credential.expires_at:type_name -> google.protobuf.Timestamp
-	8,  // 16: writ.broker.v1.BrokerService.IssueCredential:input_type -> writ.broker.v1.IssueCredentialRequest
-	2,  // 17: writ.broker.v1.BrokerService.RequestAccess:input_type -> writ.broker.v1.RequestAccessRequest
-	4,  // 18: writ.broker.v1.BrokerService.WatchRequest:input_type -> writ.broker.v1.WatchRequestRequest
-	9,  // 19: writ.broker.v1.BrokerService.IssueCredential:output_type -> writ.broker.v1.IssueCredentialResponse
-	3,  // 20: writ.broker.v1.BrokerService.RequestAccess:output_type -> writ.broker.v1.RequestAccessResponse
-	5,  // 21: writ.broker.v1.BrokerService.WatchRequest:output_type -> writ.broker.v1.WatchRequestResponse
-	19, // [19:22] is the sub-list for method output_type
-	16, // [16:19] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	13, // 0: writ.broker.v1.BreakGlassRequest.ttl:type_name -> google.protobuf.Duration
+	12, // 1: writ.broker.v1.BreakGlassResponse.credential:type_name -> writ.broker.v1.Credential
+	14, // 2: writ.broker.v1.BreakGlassResponse.review_due:type_name -> google.protobuf.Timestamp
+	13, // 3: writ.broker.v1.RequestAccessRequest.duration:type_name -> google.protobuf.Duration
+	9,  // 4: writ.broker.v1.RequestAccessResponse.request:type_name -> writ.broker.v1.AccessRequest
+	9,  // 5: writ.broker.v1.WatchRequestResponse.request:type_name -> writ.broker.v1.AccessRequest
+	14, // 6: writ.broker.v1.Review.at:type_name -> google.protobuf.Timestamp
+	13, // 7: writ.broker.v1.AccessRequest.duration:type_name -> google.protobuf.Duration
+	0,  // 8: writ.broker.v1.AccessRequest.state:type_name -> writ.broker.v1.RequestState
+	14, // 9: writ.broker.v1.AccessRequest.created_at:type_name -> google.protobuf.Timestamp
+	14, // 10: writ.broker.v1.AccessRequest.pending_until:type_name -> google.protobuf.Timestamp
+	14, // 11: writ.broker.v1.AccessRequest.approved_at:type_name -> google.protobuf.Timestamp
+	14, // 12: writ.broker.v1.AccessRequest.window_end:type_name -> google.protobuf.Timestamp
+	8,  // 13: writ.broker.v1.AccessRequest.reviews:type_name -> writ.broker.v1.Review
+	13, // 14: writ.broker.v1.IssueCredentialRequest.ttl:type_name -> google.protobuf.Duration
+	12, // 15: writ.broker.v1.IssueCredentialResponse.credential:type_name -> writ.broker.v1.Credential
+	1,  // 16: writ.broker.v1.Credential.kind:type_name -> writ.broker.v1.CredentialKind
+	14, // 17: writ.broker.v1.Credential.issued_at:type_name -> google.protobuf.Timestamp
+	14, // 18: writ.broker.v1.Credential.expires_at:type_name -> google.protobuf.Timestamp
+	10, // 19: writ.broker.v1.BrokerService.IssueCredential:input_type -> writ.broker.v1.IssueCredentialRequest
+	4,  // 20: writ.broker.v1.BrokerService.RequestAccess:input_type -> writ.broker.v1.RequestAccessRequest
+	6,  // 21: writ.broker.v1.BrokerService.WatchRequest:input_type -> writ.broker.v1.WatchRequestRequest
+	2,  // 22: writ.broker.v1.BrokerService.BreakGlass:input_type -> writ.broker.v1.BreakGlassRequest
+	11, // 23: writ.broker.v1.BrokerService.IssueCredential:output_type -> writ.broker.v1.IssueCredentialResponse
+	5,  // 24: writ.broker.v1.BrokerService.RequestAccess:output_type -> writ.broker.v1.RequestAccessResponse
+	7,  // 25: writ.broker.v1.BrokerService.WatchRequest:output_type -> writ.broker.v1.WatchRequestResponse
+	3,  // 26: writ.broker.v1.BrokerService.BreakGlass:output_type -> writ.broker.v1.BreakGlassResponse
+	23, // [23:27] is the sub-list for method output_type
+	19, // [19:23] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_writ_broker_v1_broker_service_proto_init() }
@@ -973,7 +1142,7 @@ func file_writ_broker_v1_broker_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_writ_broker_v1_broker_service_proto_rawDesc), len(file_writ_broker_v1_broker_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   9,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

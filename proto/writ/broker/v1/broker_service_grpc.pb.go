@@ -22,6 +22,7 @@ const (
 	BrokerService_IssueCredential_FullMethodName = "/writ.broker.v1.BrokerService/IssueCredential"
 	BrokerService_RequestAccess_FullMethodName   = "/writ.broker.v1.BrokerService/RequestAccess"
 	BrokerService_WatchRequest_FullMethodName    = "/writ.broker.v1.BrokerService/WatchRequest"
+	BrokerService_BreakGlass_FullMethodName      = "/writ.broker.v1.BrokerService/BreakGlass"
 )
 
 // BrokerServiceClient is the client API for BrokerService service.
@@ -54,6 +55,14 @@ type BrokerServiceClient interface {
 	// change, and ends when the request is resolved (approved, denied, expired,
 	// cancelled or revoked). A workload may watch only requests for itself.
 	WatchRequest(ctx context.Context, in *WatchRequestRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchRequestResponse], error)
+	// BreakGlass mints a credential at once, without approval, for a workload
+	// the entitlement's break_glass rule allows. The credential is capped at the
+	// break-glass max_ttl, marked as break-glass, alerted to reviewers and the
+	// approvers it skipped, and followed by a mandatory review. FAILED_PRECONDITION
+	// while the caller has an overdue break-glass review (the message names it);
+	// PERMISSION_DENIED if not allowed; INVALID_ARGUMENT for a missing or too
+	// long reason, or a TTL above the cap.
+	BreakGlass(ctx context.Context, in *BreakGlassRequest, opts ...grpc.CallOption) (*BreakGlassResponse, error)
 }
 
 type brokerServiceClient struct {
@@ -103,6 +112,16 @@ func (c *brokerServiceClient) WatchRequest(ctx context.Context, in *WatchRequest
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type BrokerService_WatchRequestClient = grpc.ServerStreamingClient[WatchRequestResponse]
 
+func (c *brokerServiceClient) BreakGlass(ctx context.Context, in *BreakGlassRequest, opts ...grpc.CallOption) (*BreakGlassResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BreakGlassResponse)
+	err := c.cc.Invoke(ctx, BrokerService_BreakGlass_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // BrokerServiceServer is the server API for BrokerService service.
 // All implementations must embed UnimplementedBrokerServiceServer
 // for forward compatibility.
@@ -133,6 +152,14 @@ type BrokerServiceServer interface {
 	// change, and ends when the request is resolved (approved, denied, expired,
 	// cancelled or revoked). A workload may watch only requests for itself.
 	WatchRequest(*WatchRequestRequest, grpc.ServerStreamingServer[WatchRequestResponse]) error
+	// BreakGlass mints a credential at once, without approval, for a workload
+	// the entitlement's break_glass rule allows. The credential is capped at the
+	// break-glass max_ttl, marked as break-glass, alerted to reviewers and the
+	// approvers it skipped, and followed by a mandatory review. FAILED_PRECONDITION
+	// while the caller has an overdue break-glass review (the message names it);
+	// PERMISSION_DENIED if not allowed; INVALID_ARGUMENT for a missing or too
+	// long reason, or a TTL above the cap.
+	BreakGlass(context.Context, *BreakGlassRequest) (*BreakGlassResponse, error)
 	mustEmbedUnimplementedBrokerServiceServer()
 }
 
@@ -151,6 +178,9 @@ func (UnimplementedBrokerServiceServer) RequestAccess(context.Context, *RequestA
 }
 func (UnimplementedBrokerServiceServer) WatchRequest(*WatchRequestRequest, grpc.ServerStreamingServer[WatchRequestResponse]) error {
 	return status.Error(codes.Unimplemented, "method WatchRequest not implemented")
+}
+func (UnimplementedBrokerServiceServer) BreakGlass(context.Context, *BreakGlassRequest) (*BreakGlassResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method BreakGlass not implemented")
 }
 func (UnimplementedBrokerServiceServer) mustEmbedUnimplementedBrokerServiceServer() {}
 func (UnimplementedBrokerServiceServer) testEmbeddedByValue()                       {}
@@ -220,6 +250,24 @@ func _BrokerService_WatchRequest_Handler(srv interface{}, stream grpc.ServerStre
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type BrokerService_WatchRequestServer = grpc.ServerStreamingServer[WatchRequestResponse]
 
+func _BrokerService_BreakGlass_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BreakGlassRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrokerServiceServer).BreakGlass(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BrokerService_BreakGlass_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrokerServiceServer).BreakGlass(ctx, req.(*BreakGlassRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // BrokerService_ServiceDesc is the grpc.ServiceDesc for BrokerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -234,6 +282,10 @@ var BrokerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RequestAccess",
 			Handler:    _BrokerService_RequestAccess_Handler,
+		},
+		{
+			MethodName: "BreakGlass",
+			Handler:    _BrokerService_BreakGlass_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
