@@ -358,9 +358,10 @@ func (s *Server) revokeUnder(ctx context.Context, actor approval.Principal, r ap
 	return receipt, nil
 }
 
-// RunExpiry moves requests and approvals past their deadlines to expired and
-// revokes what was minted under expired approvals, every interval until ctx
-// is done. Several replicas may run it: each request is expired once.
+// RunExpiry moves requests and approvals past their deadlines to expired,
+// revokes what was minted under expired approvals and escalates overdue
+// break-glass reviews, every interval until ctx is done. Several replicas
+// may run it: each request is expired, and each review escalated, once.
 func (s *Server) RunExpiry(ctx context.Context, interval time.Duration) {
 	if s.approvals == nil {
 		return
@@ -377,8 +378,10 @@ func (s *Server) RunExpiry(ctx context.Context, interval time.Duration) {
 	}
 }
 
-// ExpireOnce runs one pass of RunExpiry.
+// ExpireOnce runs one pass of RunExpiry: it expires requests and approvals,
+// and escalates overdue break-glass reviews.
 func (s *Server) ExpireOnce(ctx context.Context) {
+	defer s.EscalateOnce(ctx)
 	expired, err := s.approvals.ExpireDue(ctx)
 	if err != nil {
 		s.log.ErrorContext(ctx, "expire requests", slog.Any("error", err))

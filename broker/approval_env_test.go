@@ -61,6 +61,30 @@ entitlements:
     requesters: [spiffe://example.org/ns/orders/*]
     issuer: {vault_token: {role: orders}}
     approval: {mode: approvers, stages: [{groups: [dba], min: 1}], window: 1h}
+  - name: bg-db
+    owner: dba-team
+    purpose: test
+    max_ttl: 1h
+    requesters: [spiffe://example.org/ns/orders/*]
+    issuer: {jwt: {audience: [db]}}
+    approval: {mode: approvers, stages: [{groups: [dba], min: 2}], window: 1h}
+    break_glass:
+      allowed: [spiffe://example.org/ns/orders/*, sre]
+      max_ttl: 5m
+      review_within: 24h
+      reviewers: {groups: [security], min: 1}
+  - name: bg-vault
+    owner: dba-team
+    purpose: test
+    max_ttl: 10m
+    requesters: [spiffe://example.org/ns/orders/*]
+    issuer: {vault_token: {role: orders}}
+    approval: {mode: approvers, stages: [{groups: [dba], min: 1}], window: 1h}
+    break_glass:
+      allowed: [spiffe://example.org/ns/orders/*]
+      max_ttl: 5m
+      review_within: 1h
+      reviewers: {groups: [security], min: 1}
 `
 
 // People the tests sign in as: the token is the name.
@@ -71,6 +95,7 @@ var people = map[string]broker.Person{
 	"dave":    {Principal: "oidc:https://idp.test#dave", Groups: []string{"security"}},
 	"eve":     {Principal: "oidc:https://idp.test#eve", Groups: []string{"sales"}},
 	"mallory": {Principal: "oidc:https://idp.test#mallory", Groups: []string{"dba"}},
+	"sam":     {Principal: "oidc:https://idp.test#sam", Groups: []string{"sre", "security"}},
 }
 
 // tokenPeople is a PersonVerifier for tests; OIDC itself is tested in
@@ -132,10 +157,12 @@ type apprEnv struct {
 }
 
 type apprOptions struct {
-	issuers map[approval.CredentialKind]broker.Issuer // replace the fakes by kind
-	path    string                                    // reuse a data file (restart)
-	ca      *devca.CA
-	clock   *clock
+	issuers  map[approval.CredentialKind]broker.Issuer // replace the fakes by kind
+	path     string                                    // reuse a data file (restart)
+	notifier broker.Notifier                           // nil: record notifications
+	metrics  *broker.Metrics
+	ca       *devca.CA
+	clock    *clock
 }
 
 func newApprEnv(t *testing.T, o apprOptions) *apprEnv {
@@ -174,7 +201,7 @@ func newApprEnv(t *testing.T, o apprOptions) *apprEnv {
 	for k, v := range o.issuers {
 		issuers[k] = v
 	}
-	svc, err := approval.NewService(approval.ServiceConfig{Store: store, Policy: func() *approval.Policy { return pol }, Now: e.clock.Now})
+	svc, err := approval.NewService(approval.ServiceConfig{Store: store, BreakGlass: store, Policy: func() *approval.Policy { return pol }, Now: e.clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,9 +214,13 @@ func newApprEnv(t *testing.T, o apprOptions) *apprEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var notifier broker.Notifier = e.notifier
+	if o.notifier != nil {
+		notifier = o.notifier
+	}
 	e.srv, err = broker.New(broker.Config{
 		Policy: pol, Issuers: issuers, Ledger: ledger, Approvals: svc, Revoker: e.revoker,
-		People: tokenPeople{}, Notifier: e.notifier, Now: e.clock.Now,
+		People: tokenPeople{}, Notifier: notifier, Now: e.clock.Now, Metrics: o.metrics,
 		Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {

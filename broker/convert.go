@@ -107,3 +107,16 @@ func entitlementToProto(e *approval.Entitlement) *adminv1.Entitlement {
 	}
 	return out
 }
+
+func credentialToProto(c approval.Credential, grantID, entitlement string, breakGlass bool) *brokerv1.Credential {
+	return &brokerv1.Credential{
+		GrantId:     grantID,
+		Entitlement: entitlement,
+		Kind:        kindToProto(c.Ref.Kind),
+		Secret:      string(c.Secret),
+		Reference:   c.Ref.ID,
+		IssuedAt:    ts(c.IssuedAt),
+		ExpiresAt:   ts(c.Ref.Expires),
+		BreakGlass:  breakGlass,
+	}
+}

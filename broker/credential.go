@@ -8,8 +8,6 @@ import (
 	"regexp"
 	"time"
 
-	"google.golang.org/protobuf/types/known/timestamppb"
-
 	"github.com/writ-dev/writ/approval"
 	"github.com/writ-dev/writ/internal/audit"
 	brokerv1 "github.com/writ-dev/writ/proto/writ/broker/v1"
@@ -34,15 +32,7 @@ func (s *Server) IssueCredential(ctx context.Context, req *brokerv1.IssueCredent
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
-	return &brokerv1.IssueCredentialResponse{Credential: &brokerv1.Credential{
-		GrantId:     g.ID,
-		Entitlement: g.Entitlement,
-		Kind:        kindToProto(cred.Ref.Kind),
-		Secret:      string(cred.Secret),
-		Reference:   cred.Ref.ID,
-		IssuedAt:    timestamppb.New(cred.IssuedAt),
-		ExpiresAt:   timestamppb.New(cred.Ref.Expires),
-	}}, nil
+	return &brokerv1.IssueCredentialResponse{Credential: credentialToProto(cred, g.ID, g.Entitlement, false)}, nil
 }
 
 // issue returns the credential, the grant (possibly partial, for metrics) and
@@ -239,6 +229,18 @@ func outcomeOf(err error) string {
 		return "not_approved"
 	case errors.Is(err, approval.ErrWindowEnded):
 		return "window_ended"
+	case errors.Is(err, approval.ErrReviewOverdue):
+		return "review_overdue"
+	case errors.Is(err, approval.ErrBreakGlassNotAllowed):
+		return "break_glass_not_allowed"
+	case errors.Is(err, approval.ErrSelfApproval):
+		return "self_review"
+	case errors.Is(err, approval.ErrAlreadyReviewed):
+		return "already_reviewed"
+	case errors.Is(err, approval.ErrNotApprover):
+		return "not_approver"
+	case errors.Is(err, approval.ErrResolved):
+		return "already_resolved"
 	default:
 		return "error"
 	}

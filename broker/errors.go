@@ -45,6 +45,7 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, approval.ErrNotEligible),
 		errors.Is(err, approval.ErrConditionFalse),
+		errors.Is(err, approval.ErrBreakGlassNotAllowed),
 		errors.Is(err, approval.ErrSelfApproval),
 		errors.Is(err, approval.ErrAlreadyReviewed),
 		errors.Is(err, approval.ErrNotApprover),
@@ -54,6 +55,7 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 		return status.Error(codes.PermissionDenied, err.Error())
 	case errors.Is(err, approval.ErrNotApproved),
 		errors.Is(err, approval.ErrWindowEnded),
+		errors.Is(err, approval.ErrReviewOverdue),
 		errors.Is(err, approval.ErrResolved),
 		errors.Is(err, approval.ErrConflict),
 		errors.Is(err, errNoApprovals):

@@ -12,6 +12,7 @@ type Metrics struct {
 	grantSeconds  *prometheus.HistogramVec
 	ledgerSeconds prometheus.Histogram
 	ledgerErrors  prometheus.Counter
+	overdue       prometheus.Gauge
 	known         func(entitlement string) bool
 }
 
@@ -38,9 +39,13 @@ func NewMetrics(reg prometheus.Registerer, known func(entitlement string) bool) 
 			Name: "writ_ledger_append_errors_total",
 			Help: "Ledger appends that failed (each one failed a request closed).",
 		}),
+		overdue: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "writ_breakglass_reviews_overdue",
+			Help: "Break-glass uses whose review is past due and still open.",
+		}),
 		known: known,
 	}
-	reg.MustRegister(m.grants, m.grantSeconds, m.ledgerSeconds, m.ledgerErrors)
+	reg.MustRegister(m.grants, m.grantSeconds, m.ledgerSeconds, m.ledgerErrors, m.overdue)
 	return m
 }
 
@@ -63,4 +68,11 @@ func (m *Metrics) observeLedger(err error, d time.Duration) {
 	if err != nil {
 		m.ledgerErrors.Inc()
 	}
+}
+
+func (m *Metrics) setOverdue(n int) {
+	if m == nil {
+		return
+	}
+	m.overdue.Set(float64(n))
 }

@@ -50,6 +50,13 @@ type Approvals interface {
 	Grants(ctx context.Context, requestID string) ([]approval.GrantRecord, error)
 	GrantsFor(ctx context.Context, beneficiary approval.Principal, since time.Time, limit int) ([]approval.GrantRecord, error)
 	ExpireDue(ctx context.Context) ([]approval.Request, error)
+
+	TakeBreakGlass(ctx context.Context, in approval.BreakGlassInput, grantID string) (approval.BreakGlass, approval.Grant, error)
+	RecordBreakGlassGrant(ctx context.Context, id, grantID string, ref approval.CredentialRef) error
+	ReviewBreakGlass(ctx context.Context, id string, rev approval.BreakGlassReview) (approval.BreakGlass, error)
+	GetBreakGlass(ctx context.Context, id string) (approval.BreakGlass, error)
+	ListBreakGlass(ctx context.Context, f approval.BreakGlassFilter) ([]approval.BreakGlass, error)
+	EscalateOverdue(ctx context.Context) ([]approval.BreakGlass, error)
 }
 
 // Revoker revokes credentials, queueing durably what cannot be revoked now.

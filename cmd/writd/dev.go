@@ -65,6 +65,11 @@ entitlements:
         - {groups: [dba], min: 2}
       window: 1h
       reason: {required: true}
+    break_glass:
+      allowed: [spiffe://writ.dev/demo, sre]
+      max_ttl: 2m
+      review_within: 1h
+      reviewers: {groups: [security], min: 1}
 `
 
 var devNext = template.Must(template.New("next").Parse(`
@@ -97,6 +102,13 @@ Try, in another terminal:
   go run ./cmd/writ approve REQUEST_ID --comment "ok" --profile bob
   go run ./cmd/writ credential --entitlement demo-approved {{.Flags "demo"}}
   go run ./cmd/writ revoke REQUEST_ID --reason "done" --profile alice
+
+  # break-glass: at once, capped at 2m, alerted, and reviewed afterwards by security
+  go run ./cmd/writ breakglass --as-workload --entitlement demo-approved --reason "orders down" --incident INC-1 {{.Flags "demo"}}
+  go run ./cmd/writ login --dev carol --groups security --profile carol
+  go run ./cmd/writ reviews list --open --profile carol
+  go run ./cmd/writ reviews show BREAKGLASS_ID --profile carol
+  go run ./cmd/writ review BREAKGLASS_ID --outcome justified --notes "confirmed INC-1" --profile carol
 
   # after Ctrl-C: check the ledger's hash chain offline
   go run ./cmd/writ audit verify --data-dir {{.Dir}}

@@ -85,7 +85,7 @@ func TestQuickstart(t *testing.T) {
 		t.Fatalf("writd dev printed %d commands, want at least 10: %q\nlogs:\n%s", len(commands), commands, logs.String())
 	}
 
-	var jwksURL, token, requestID string
+	var jwksURL, token, requestID, breakGlassID string
 	approvals := 0
 	for _, c := range commands {
 		if exports, ok := strings.CutPrefix(c, "export "); ok {
@@ -93,6 +93,7 @@ func TestQuickstart(t *testing.T) {
 			continue
 		}
 		c = strings.ReplaceAll(c, "REQUEST_ID", requestID)
+		c = strings.ReplaceAll(c, "BREAKGLASS_ID", breakGlassID)
 		args := splitArgs(c)
 		switch {
 		case args[0] == "audit":
@@ -121,6 +122,16 @@ func TestQuickstart(t *testing.T) {
 				t.Fatalf("writ request printed no request ID:\n%s", out)
 			}
 			requestID = m[1]
+		case args[0] == "breakglass":
+			m := regexp.MustCompile(`(bg_[a-z0-9]+)`).FindStringSubmatch(out)
+			if m == nil || !strings.Contains(out, "BREAK-GLASS") {
+				t.Fatalf("writ breakglass printed no review ID:\n%s", out)
+			}
+			breakGlassID = m[1]
+		case args[0] == "review":
+			if !strings.Contains(out, "closed: justified") {
+				t.Errorf("review: %q, want it closed as justified", out)
+			}
 		case args[0] == "approve":
 			approvals++
 			want := map[int]string{1: "is pending", 2: "is approved"}[approvals]

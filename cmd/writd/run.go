@@ -145,7 +145,7 @@ func start(ctx context.Context, cfg Config, logOut io.Writer, opts startOptions)
 		issuers[approval.KindVaultToken] = v
 	}
 
-	approvals, err := approval.NewService(approval.ServiceConfig{Store: store, Policy: func() *approval.Policy { return pol }})
+	approvals, err := approval.NewService(approval.ServiceConfig{Store: store, BreakGlass: store, Policy: func() *approval.Policy { return pol }})
 	if err != nil {
 		return nil, err
 	}
