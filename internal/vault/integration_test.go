@@ -96,7 +96,7 @@ func TestTokenIssuer_Vault(t *testing.T) {
 		if ttl > g.TTL || ttl < g.TTL-30*time.Second {
 			t.Errorf("token ttl = %s, want at most and close to the grant's %s", ttl, g.TTL)
 		}
-		wantMeta := map[string]string{"grant_id": g.ID, "spiffe_id": string(g.Principal), "entitlement": g.Entitlement}
+		wantMeta := map[string]string{"grant_id": g.ID, "spiffe_id": string(g.Principal), "entitlement": g.Entitlement, "break_glass": "false"}
 		if diff := cmp.Diff(wantMeta, meta); diff != "" {
 			t.Errorf("token metadata mismatch (-want +got):\n%s", diff)
 		}
