@@ -35,6 +35,9 @@ type Config struct {
 	OIDC *OIDCConfig `yaml:"oidc"`
 	// Notify configures notifications.
 	Notify NotifyConfig `yaml:"notify"`
+	// JWTSVID configures a listener where workloads behind TLS-terminating
+	// proxies authenticate with JWT-SVIDs instead of mTLS.
+	JWTSVID *JWTSVIDConfig `yaml:"jwt_svid"`
 	// Log configures logging.
 	Log LogConfig `yaml:"log"`
 	// ShutdownTimeout bounds the graceful shutdown.

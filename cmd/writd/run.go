@@ -315,6 +315,10 @@ func start(ctx context.Context, cfg Config, logOut io.Writer, opts startOptions)
 		}()
 	}
 
+	if err := m.startJWTSVID(ctx, srv, src); err != nil {
+		return nil, err
+	}
+
 	go srv.RunExpiry(bg, expiryInterval)
 	go revoker.Run(bg, revocationInterval)
 
