@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 
 	"github.com/writ-dev/writ/broker"
 	"github.com/writ-dev/writ/internal/spiffe"
@@ -21,5 +22,5 @@ func (m *Main) startJWTSVID(ctx context.Context, srv *broker.Server, src spiffe.
 		return nil
 	}
 	_, _, _ = ctx, srv, src
-	return nil
+	return errors.New("jwt_svid: JWT-SVID authentication is not available in this build")
 }
