@@ -60,6 +60,22 @@ func (f *adminFlags) resolve() (profile, error) {
 	return p, nil
 }
 
+// call checks --output, connects to the admin API as the logged-in person
+// and runs fn with a deadline of --timeout.
+func (f *adminFlags) call(cmd *cobra.Command, output string, fn func(ctx context.Context, c adminv1.AdminServiceClient) error) error {
+	if err := checkOutput(output); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
+	defer cancel()
+	c, done, err := f.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	return fn(ctx, c)
+}
+
 // dial connects to the admin API as the logged-in person.
 func (f *adminFlags) dial(ctx context.Context) (adminv1.AdminServiceClient, func(), error) {
 	p, err := f.resolve()

@@ -21,21 +21,13 @@ func approveCmd() *cobra.Command {
 		Short: "Approve a pending request (you may not approve your own)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(output); err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
-			defer cancel()
-			c, done, err := f.dial(ctx)
-			if err != nil {
-				return err
-			}
-			defer done()
-			resp, err := c.ApproveRequest(ctx, &adminv1.ApproveRequestRequest{Id: args[0], Comment: comment})
-			if err != nil {
-				return err
-			}
-			return printDecision(cmd, output, resp.GetRequest())
+			return f.call(cmd, output, func(ctx context.Context, c adminv1.AdminServiceClient) error {
+				resp, err := c.ApproveRequest(ctx, &adminv1.ApproveRequestRequest{Id: args[0], Comment: comment})
+				if err != nil {
+					return err
+				}
+				return printDecision(cmd, output, resp.GetRequest())
+			})
 		},
 	}
 	f.register(cmd)

@@ -27,44 +27,36 @@ func policyExplainCmd() *cobra.Command {
 		Short: "Would this workload get this entitlement, by which rule, with what approvals?",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(output); err != nil {
-				return err
-			}
 			if forID == "" || entitlement == "" {
 				return fmt.Errorf("--for and --entitlement are required: %w", errUsage)
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
-			defer cancel()
-			c, done, err := f.dial(ctx)
-			if err != nil {
-				return err
-			}
-			defer done()
-			ex, err := c.ExplainPolicy(ctx, &adminv1.ExplainPolicyRequest{SpiffeId: forID, Entitlement: entitlement})
-			if err != nil {
-				return err
-			}
-			out := cmd.OutOrStdout()
-			if output == "json" {
-				stages := []map[string]any{}
-				for _, s := range ex.GetStages() {
-					stages = append(stages, map[string]any{"groups": s.GetGroups(), "min": s.GetMin()})
+			return f.call(cmd, output, func(ctx context.Context, c adminv1.AdminServiceClient) error {
+				ex, err := c.ExplainPolicy(ctx, &adminv1.ExplainPolicyRequest{SpiffeId: forID, Entitlement: entitlement})
+				if err != nil {
+					return err
 				}
-				return writeJSON(out, map[string]any{"eligible": ex.GetEligible(), "rule": ex.GetRule(), "approval_mode": ex.GetApprovalMode(),
-					"max_ttl": ex.GetMaxTtl().AsDuration().String(), "window": ex.GetWindow().AsDuration().String(), "condition": ex.GetCondition(),
-					"stages": stages, "summary": ex.GetSummary()})
-			}
-			fmt.Fprintln(out, ex.GetSummary())
-			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintf(tw, "eligible\t%v\n", ex.GetEligible())
-			if ex.GetRule() != "" {
-				fmt.Fprintf(tw, "rule\t%s\n", ex.GetRule())
-			}
-			fmt.Fprintf(tw, "approval\t%s\n", ex.GetApprovalMode())
-			for i, s := range ex.GetStages() {
-				fmt.Fprintf(tw, "stage %d\t%d of %v\n", i+1, s.GetMin(), s.GetGroups())
-			}
-			return tw.Flush()
+				out := cmd.OutOrStdout()
+				if output == "json" {
+					stages := []map[string]any{}
+					for _, s := range ex.GetStages() {
+						stages = append(stages, map[string]any{"groups": s.GetGroups(), "min": s.GetMin()})
+					}
+					return writeJSON(out, map[string]any{"eligible": ex.GetEligible(), "rule": ex.GetRule(), "approval_mode": ex.GetApprovalMode(),
+						"max_ttl": ex.GetMaxTtl().AsDuration().String(), "window": ex.GetWindow().AsDuration().String(), "condition": ex.GetCondition(),
+						"stages": stages, "summary": ex.GetSummary()})
+				}
+				fmt.Fprintln(out, ex.GetSummary())
+				tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+				fmt.Fprintf(tw, "eligible\t%v\n", ex.GetEligible())
+				if ex.GetRule() != "" {
+					fmt.Fprintf(tw, "rule\t%s\n", ex.GetRule())
+				}
+				fmt.Fprintf(tw, "approval\t%s\n", ex.GetApprovalMode())
+				for i, s := range ex.GetStages() {
+					fmt.Fprintf(tw, "stage %d\t%d of %v\n", i+1, s.GetMin(), s.GetGroups())
+				}
+				return tw.Flush()
+			})
 		},
 	}
 	f.register(cmd)

@@ -29,28 +29,20 @@ func requestsListCmd() *cobra.Command {
 		Short: "List requests, newest first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(output); err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
-			defer cancel()
-			c, done, err := f.dial(ctx)
-			if err != nil {
-				return err
-			}
-			defer done()
-			resp, err := c.ListRequests(ctx, &adminv1.ListRequestsRequest{Pending: pending, Mine: mine, PageSize: int32(limit)})
-			if err != nil {
-				return err
-			}
-			if output == "json" {
-				list := []map[string]any{}
-				for _, r := range resp.GetRequests() {
-					list = append(list, requestJSON(r))
+			return f.call(cmd, output, func(ctx context.Context, c adminv1.AdminServiceClient) error {
+				resp, err := c.ListRequests(ctx, &adminv1.ListRequestsRequest{Pending: pending, Mine: mine, PageSize: int32(limit)})
+				if err != nil {
+					return err
 				}
-				return writeJSON(cmd.OutOrStdout(), list)
-			}
-			return printRequestTable(cmd.OutOrStdout(), resp.GetRequests())
+				if output == "json" {
+					list := []map[string]any{}
+					for _, r := range resp.GetRequests() {
+						list = append(list, requestJSON(r))
+					}
+					return writeJSON(cmd.OutOrStdout(), list)
+				}
+				return printRequestTable(cmd.OutOrStdout(), resp.GetRequests())
+			})
 		},
 	}
 	f.register(cmd)
@@ -71,53 +63,45 @@ func requestsShowCmd() *cobra.Command {
 		Short: "Show a request with everything needed to decide on it",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(output); err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
-			defer cancel()
-			c, done, err := f.dial(ctx)
-			if err != nil {
-				return err
-			}
-			defer done()
-			resp, err := c.GetRequest(ctx, &adminv1.GetRequestRequest{Id: args[0]})
-			if err != nil {
-				return err
-			}
-			out := cmd.OutOrStdout()
-			if output == "json" {
-				j := requestJSON(resp.GetRequest())
-				j["effective_ttl"] = resp.GetEffectiveTtl().AsDuration().String()
-				j["stages"] = stagesJSON(resp.GetStages())
-				j["grants"] = grantsJSON(resp.GetGrants())
-				j["recent_grants"] = grantsJSON(resp.GetRecentGrants())
-				return writeJSON(out, j)
-			}
-			if err := printRequest(out, resp.GetRequest()); err != nil {
-				return err
-			}
-			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintf(tw, "effective ttl\t%s per credential (min of the window, max_ttl and the issuer's limit)\n", resp.GetEffectiveTtl().AsDuration())
-			for i, st := range resp.GetStages() {
-				need := ""
-				if st.GetHave() < st.GetMin() && resp.GetRequest().GetState() == brokerv1.RequestState_REQUEST_STATE_PENDING {
-					need = fmt.Sprintf("; needs %d more from %v", st.GetMin()-st.GetHave(), st.GetGroups())
+			return f.call(cmd, output, func(ctx context.Context, c adminv1.AdminServiceClient) error {
+				resp, err := c.GetRequest(ctx, &adminv1.GetRequestRequest{Id: args[0]})
+				if err != nil {
+					return err
 				}
-				fmt.Fprintf(tw, "stage %d\t%d of %d from %v: %v%s\n", i+1, st.GetHave(), st.GetMin(), st.GetGroups(), st.GetApprovers(), need)
-			}
-			for _, g := range resp.GetGrants() {
-				fmt.Fprintf(tw, "credential\t%s %s %s expires %s\n", g.GetGrantId(), g.GetKind(), g.GetReference(), fmtTime(g.GetExpiresAt()))
-			}
-			fmt.Fprintf(tw, "recent grants\t%d for the beneficiary in the last 7 days\n", len(resp.GetRecentGrants()))
-			for _, g := range resp.GetRecentGrants() {
-				req := g.GetRequestId()
-				if req == "" {
-					req = "auto"
+				out := cmd.OutOrStdout()
+				if output == "json" {
+					j := requestJSON(resp.GetRequest())
+					j["effective_ttl"] = resp.GetEffectiveTtl().AsDuration().String()
+					j["stages"] = stagesJSON(resp.GetStages())
+					j["grants"] = grantsJSON(resp.GetGrants())
+					j["recent_grants"] = grantsJSON(resp.GetRecentGrants())
+					return writeJSON(out, j)
 				}
-				fmt.Fprintf(tw, "\t%s %s (%s) issued %s\n", g.GetGrantId(), g.GetKind(), req, fmtTime(g.GetIssuedAt()))
-			}
-			return tw.Flush()
+				if err := printRequest(out, resp.GetRequest()); err != nil {
+					return err
+				}
+				tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+				fmt.Fprintf(tw, "effective ttl\t%s per credential (min of the window, max_ttl and the issuer's limit)\n", resp.GetEffectiveTtl().AsDuration())
+				for i, st := range resp.GetStages() {
+					need := ""
+					if st.GetHave() < st.GetMin() && resp.GetRequest().GetState() == brokerv1.RequestState_REQUEST_STATE_PENDING {
+						need = fmt.Sprintf("; needs %d more from %v", st.GetMin()-st.GetHave(), st.GetGroups())
+					}
+					fmt.Fprintf(tw, "stage %d\t%d of %d from %v: %v%s\n", i+1, st.GetHave(), st.GetMin(), st.GetGroups(), st.GetApprovers(), need)
+				}
+				for _, g := range resp.GetGrants() {
+					fmt.Fprintf(tw, "credential\t%s %s %s expires %s\n", g.GetGrantId(), g.GetKind(), g.GetReference(), fmtTime(g.GetExpiresAt()))
+				}
+				fmt.Fprintf(tw, "recent grants\t%d for the beneficiary in the last 7 days\n", len(resp.GetRecentGrants()))
+				for _, g := range resp.GetRecentGrants() {
+					req := g.GetRequestId()
+					if req == "" {
+						req = "auto"
+					}
+					fmt.Fprintf(tw, "\t%s %s (%s) issued %s\n", g.GetGrantId(), g.GetKind(), req, fmtTime(g.GetIssuedAt()))
+				}
+				return tw.Flush()
+			})
 		},
 	}
 	f.register(cmd)

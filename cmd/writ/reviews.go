@@ -28,38 +28,30 @@ func reviewsListCmd() *cobra.Command {
 		Short: "List break-glass uses and their reviews, newest first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(output); err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
-			defer cancel()
-			c, done, err := f.dial(ctx)
-			if err != nil {
-				return err
-			}
-			defer done()
-			resp, err := c.ListBreakGlass(ctx, &adminv1.ListBreakGlassRequest{Open: open, Overdue: overdue})
-			if err != nil {
-				return err
-			}
-			out := cmd.OutOrStdout()
-			if output == "json" {
-				list := []map[string]any{}
+			return f.call(cmd, output, func(ctx context.Context, c adminv1.AdminServiceClient) error {
+				resp, err := c.ListBreakGlass(ctx, &adminv1.ListBreakGlassRequest{Open: open, Overdue: overdue})
+				if err != nil {
+					return err
+				}
+				out := cmd.OutOrStdout()
+				if output == "json" {
+					list := []map[string]any{}
+					for _, r := range resp.GetRecords() {
+						list = append(list, bgJSON(r))
+					}
+					return writeJSON(out, list)
+				}
+				tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "ID\tSTATE\tENTITLEMENT\tTAKER\tTAKEN\tDUE\tOUTCOME")
 				for _, r := range resp.GetRecords() {
-					list = append(list, bgJSON(r))
+					state := r.GetState()
+					if r.GetOverdue() {
+						state = "OVERDUE"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.GetId(), state, r.GetEntitlement(), r.GetTaker(), fmtTime(r.GetTakenAt()), fmtTime(r.GetReviewDue()), r.GetOutcome())
 				}
-				return writeJSON(out, list)
-			}
-			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tSTATE\tENTITLEMENT\tTAKER\tTAKEN\tDUE\tOUTCOME")
-			for _, r := range resp.GetRecords() {
-				state := r.GetState()
-				if r.GetOverdue() {
-					state = "OVERDUE"
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.GetId(), state, r.GetEntitlement(), r.GetTaker(), fmtTime(r.GetTakenAt()), fmtTime(r.GetReviewDue()), r.GetOutcome())
-			}
-			return tw.Flush()
+				return tw.Flush()
+			})
 		},
 	}
 	f.register(cmd)
@@ -79,36 +71,28 @@ func reviewsShowCmd() *cobra.Command {
 		Short: "Show a break-glass use: what was minted, why, and what the ledger recorded",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(output); err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
-			defer cancel()
-			c, done, err := f.dial(ctx)
-			if err != nil {
-				return err
-			}
-			defer done()
-			resp, err := c.GetBreakGlass(ctx, &adminv1.GetBreakGlassRequest{Id: args[0]})
-			if err != nil {
-				return err
-			}
-			out := cmd.OutOrStdout()
-			if output == "json" {
-				j := bgJSON(resp.GetRecord())
-				events := []map[string]any{}
-				for _, e := range resp.GetLedger() {
-					events = append(events, map[string]any{"seq": e.GetSeq(), "time": fmtTime(e.GetTime()), "action": e.GetAction(), "outcome": e.GetOutcome(), "actor": e.GetActor(), "reason": e.GetReason()})
+			return f.call(cmd, output, func(ctx context.Context, c adminv1.AdminServiceClient) error {
+				resp, err := c.GetBreakGlass(ctx, &adminv1.GetBreakGlassRequest{Id: args[0]})
+				if err != nil {
+					return err
 				}
-				j["ledger"] = events
-				return writeJSON(out, j)
-			}
-			printBreakGlass(out, resp.GetRecord())
-			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			for _, e := range resp.GetLedger() {
-				fmt.Fprintf(tw, "ledger %d\t%s %s:%s by %s %s\n", e.GetSeq(), fmtTime(e.GetTime()), e.GetAction(), e.GetOutcome(), e.GetActor(), e.GetReason())
-			}
-			return tw.Flush()
+				out := cmd.OutOrStdout()
+				if output == "json" {
+					j := bgJSON(resp.GetRecord())
+					events := []map[string]any{}
+					for _, e := range resp.GetLedger() {
+						events = append(events, map[string]any{"seq": e.GetSeq(), "time": fmtTime(e.GetTime()), "action": e.GetAction(), "outcome": e.GetOutcome(), "actor": e.GetActor(), "reason": e.GetReason()})
+					}
+					j["ledger"] = events
+					return writeJSON(out, j)
+				}
+				printBreakGlass(out, resp.GetRecord())
+				tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+				for _, e := range resp.GetLedger() {
+					fmt.Fprintf(tw, "ledger %d\t%s %s:%s by %s %s\n", e.GetSeq(), fmtTime(e.GetTime()), e.GetAction(), e.GetOutcome(), e.GetActor(), e.GetReason())
+				}
+				return tw.Flush()
+			})
 		},
 	}
 	f.register(cmd)
@@ -126,43 +110,35 @@ func reviewCmd() *cobra.Command {
 		Short: "Review a break-glass use (not your own); unjustified revokes what is still live",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(output); err != nil {
-				return err
-			}
 			if outcome != "justified" && outcome != "unjustified" {
 				return fmt.Errorf("--outcome must be justified or unjustified: %w", errUsage)
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
-			defer cancel()
-			c, done, err := f.dial(ctx)
-			if err != nil {
-				return err
-			}
-			defer done()
-			resp, err := c.ReviewBreakGlass(ctx, &adminv1.ReviewBreakGlassRequest{Id: args[0], Outcome: outcome, Notes: notes})
-			if err != nil {
-				return err
-			}
-			out := cmd.OutOrStdout()
-			if output == "json" {
-				j := bgJSON(resp.GetRecord())
-				results := []map[string]any{}
-				for _, r := range resp.GetResults() {
-					results = append(results, map[string]any{"grant_id": r.GetGrantId(), "reference": r.GetReference(), "outcome": r.GetOutcome(), "error": r.GetError()})
+			return f.call(cmd, output, func(ctx context.Context, c adminv1.AdminServiceClient) error {
+				resp, err := c.ReviewBreakGlass(ctx, &adminv1.ReviewBreakGlassRequest{Id: args[0], Outcome: outcome, Notes: notes})
+				if err != nil {
+					return err
 				}
-				j["revocations"] = results
-				return writeJSON(out, j)
-			}
-			r := resp.GetRecord()
-			if r.GetState() == "closed" {
-				fmt.Fprintf(out, "review %s closed: %s\n", r.GetId(), r.GetOutcome())
-			} else {
-				fmt.Fprintf(out, "review %s recorded; still open (more reviewers needed)\n", r.GetId())
-			}
-			for _, res := range resp.GetResults() {
-				fmt.Fprintf(out, "  credential %s %s: %s %s\n", res.GetGrantId(), res.GetReference(), res.GetOutcome(), res.GetError())
-			}
-			return nil
+				out := cmd.OutOrStdout()
+				if output == "json" {
+					j := bgJSON(resp.GetRecord())
+					results := []map[string]any{}
+					for _, r := range resp.GetResults() {
+						results = append(results, map[string]any{"grant_id": r.GetGrantId(), "reference": r.GetReference(), "outcome": r.GetOutcome(), "error": r.GetError()})
+					}
+					j["revocations"] = results
+					return writeJSON(out, j)
+				}
+				r := resp.GetRecord()
+				if r.GetState() == "closed" {
+					fmt.Fprintf(out, "review %s closed: %s\n", r.GetId(), r.GetOutcome())
+				} else {
+					fmt.Fprintf(out, "review %s recorded; still open (more reviewers needed)\n", r.GetId())
+				}
+				for _, res := range resp.GetResults() {
+					fmt.Fprintf(out, "  credential %s %s: %s %s\n", res.GetGrantId(), res.GetReference(), res.GetOutcome(), res.GetError())
+				}
+				return nil
+			})
 		},
 	}
 	f.register(cmd)

@@ -24,38 +24,30 @@ func revokeCmd() *cobra.Command {
 			"one line per credential; revocations Vault could not take now are queued and retried.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(output); err != nil {
-				return err
-			}
 			if reason == "" {
 				return fmt.Errorf("--reason is required: it is recorded in the ledger: %w", errUsage)
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
-			defer cancel()
-			c, done, err := f.dial(ctx)
-			if err != nil {
-				return err
-			}
-			defer done()
-			resp, err := c.RevokeRequest(ctx, &adminv1.RevokeRequestRequest{Id: args[0], Reason: reason})
-			if err != nil {
-				return err
-			}
-			out := cmd.OutOrStdout()
-			if output == "json" {
-				results := []map[string]any{}
-				for _, r := range resp.GetResults() {
-					results = append(results, map[string]any{"grant_id": r.GetGrantId(), "kind": r.GetKind(), "reference": r.GetReference(), "outcome": r.GetOutcome(), "error": r.GetError()})
+			return f.call(cmd, output, func(ctx context.Context, c adminv1.AdminServiceClient) error {
+				resp, err := c.RevokeRequest(ctx, &adminv1.RevokeRequestRequest{Id: args[0], Reason: reason})
+				if err != nil {
+					return err
 				}
-				return writeJSON(out, map[string]any{"request": requestJSON(resp.GetRequest()), "results": results})
-			}
-			fmt.Fprintf(out, "request %s revoked; %d credentials:\n", resp.GetRequest().GetId(), len(resp.GetResults()))
-			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "GRANT\tKIND\tREFERENCE\tOUTCOME\tNOTE")
-			for _, r := range resp.GetResults() {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.GetGrantId(), r.GetKind(), r.GetReference(), r.GetOutcome(), r.GetError())
-			}
-			return tw.Flush()
+				out := cmd.OutOrStdout()
+				if output == "json" {
+					results := []map[string]any{}
+					for _, r := range resp.GetResults() {
+						results = append(results, map[string]any{"grant_id": r.GetGrantId(), "kind": r.GetKind(), "reference": r.GetReference(), "outcome": r.GetOutcome(), "error": r.GetError()})
+					}
+					return writeJSON(out, map[string]any{"request": requestJSON(resp.GetRequest()), "results": results})
+				}
+				fmt.Fprintf(out, "request %s revoked; %d credentials:\n", resp.GetRequest().GetId(), len(resp.GetResults()))
+				tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "GRANT\tKIND\tREFERENCE\tOUTCOME\tNOTE")
+				for _, r := range resp.GetResults() {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.GetGrantId(), r.GetKind(), r.GetReference(), r.GetOutcome(), r.GetError())
+				}
+				return tw.Flush()
+			})
 		},
 	}
 	f.register(cmd)
