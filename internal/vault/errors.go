@@ -25,10 +25,26 @@ var ErrDenied = errors.New("vault permission denied")
 // exist (404, "unknown role", "invalid accessor").
 var ErrNotFound = errors.New("vault object not found")
 
-// ErrOverGrant is returned when Vault issued a token that would live longer
-// than requested. The token has been revoked (or, if that failed, the error
-// says so and carries the accessor).
+// ErrOverGrant is returned when Vault issued a credential (a token or a
+// lease) that would live longer than the grant allows. The credential has
+// been revoked (or, if that failed, the error says so and carries the
+// accessor or lease ID).
 var ErrOverGrant = errors.New("vault issued a longer ttl than requested")
+
+// ErrCircuitOpen is returned, together with ErrUnavailable, when the
+// client's circuit breaker is open after repeated ErrUnavailable results:
+// the call failed fast without contacting Vault. After a cooldown one probe
+// request goes through; if it succeeds, calls flow again.
+var ErrCircuitOpen = errors.New("vault circuit breaker open")
+
+// ErrNoLease is returned when a vault_secret path answered without a lease:
+// it is not a dynamic secret (for example a KV secret), so Writ can neither
+// bound its lifetime nor revoke it, and does not hand it out.
+var ErrNoLease = errors.New("vault secret has no lease")
+
+// ErrNoDenyList is returned by TransitJWTIssuer.Revoke when no DenyList is
+// configured: a signed JWT cannot be recalled, only denied by its jti.
+var ErrNoDenyList = errors.New("no jwt deny-list configured")
 
 // responseError presents a *api.ResponseError on one line (its own Error is
 // multi-line and repeats the URL) while keeping it reachable with errors.As.
@@ -70,10 +86,12 @@ func classify(op, path, capability string, err error) error {
 		wrapped := responseError{re}
 		switch {
 		case re.StatusCode == 403:
-			return fmt.Errorf("%s: Writ's Vault token needs %q on %q (see IssuerPolicy): %w: %w", op, capability, path, ErrDenied, wrapped)
+			return fmt.Errorf("%s: Writ's Vault token needs %q on %q (see IssuerPolicy and RecipePolicy): %w: %w", op, capability, path, ErrDenied, wrapped)
 		case re.StatusCode == 404,
 			hasMessage(err, 400, "unknown role"),
-			hasMessage(err, 400, "invalid accessor"):
+			hasMessage(err, 400, "invalid accessor"),
+			hasMessage(err, 400, "lease not found"),
+			hasMessage(err, 400, "invalid lease"):
 			return fmt.Errorf("%s: %q: %w: %w", op, path, ErrNotFound, wrapped)
 		case re.StatusCode == 412, re.StatusCode == 429, re.StatusCode >= 500:
 			return fmt.Errorf("%s: %q: %w: %w", op, path, ErrUnavailable, wrapped)

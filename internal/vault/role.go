@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/hashicorp/vault/api"
+
 	"github.com/writ-dev/writ/approval"
 )
 
@@ -35,11 +37,14 @@ type roleLimits struct {
 // readRole reads the limits of token role role.
 func (i *TokenIssuer) readRole(ctx context.Context, role string) (roleLimits, error) {
 	path := "auth/token/roles/" + role
-	ctx, cancel := i.withTimeout(ctx)
-	defer cancel()
-	s, err := i.client.Logical().ReadWithContext(ctx, path)
+	var s *api.Secret
+	err := i.c.do(ctx, op{name: "read token role", path: path, capability: "read", idempotent: true}, func(ctx context.Context) error {
+		var err error
+		s, err = i.c.api.Logical().ReadWithContext(ctx, path)
+		return err
+	})
 	if err != nil {
-		return roleLimits{}, classify("read token role", path, "read", err)
+		return roleLimits{}, err
 	}
 	if s == nil || s.Data == nil {
 		return roleLimits{}, fmt.Errorf("read token role: %q: no such role: %w", path, ErrNotFound)

@@ -101,9 +101,7 @@ func (i *TokenIssuer) create(ctx context.Context, g approval.Grant, role string,
 	path := "auth/token/create/" + role
 	secs := strconv.FormatInt(int64(ttl/time.Second), 10) + "s"
 	renewable := false
-	ctx, cancel := i.withTimeout(ctx)
-	defer cancel()
-	secret, err := i.client.Auth().Token().CreateWithRoleWithContext(ctx, &api.TokenCreateRequest{
+	req := &api.TokenCreateRequest{
 		TTL:            secs,
 		ExplicitMaxTTL: secs,
 		Renewable:      &renewable,
@@ -114,9 +112,15 @@ func (i *TokenIssuer) create(ctx context.Context, g approval.Grant, role string,
 			"entitlement": g.Entitlement,
 			"break_glass": strconv.FormatBool(g.BreakGlass),
 		},
-	}, role)
+	}
+	var secret *api.Secret
+	err := i.c.do(ctx, op{name: "create token", path: path, capability: "update"}, func(ctx context.Context) error {
+		var err error
+		secret, err = i.c.api.Auth().Token().CreateWithRoleWithContext(ctx, req, role)
+		return err
+	})
 	if err != nil {
-		return nil, classify("create token", path, "update", err)
+		return nil, err
 	}
 	if secret == nil || secret.Auth == nil || secret.Auth.ClientToken == "" || secret.Auth.Accessor == "" {
 		return nil, fmt.Errorf("create token: %q: vault returned no token", path)
@@ -149,9 +153,9 @@ func (i *TokenIssuer) Revoke(ctx context.Context, ref approval.CredentialRef) er
 // revoke revokes accessor; an unknown accessor counts as revoked.
 func (i *TokenIssuer) revoke(ctx context.Context, accessor string) error {
 	const path = "auth/token/revoke-accessor"
-	ctx, cancel := i.withTimeout(ctx)
-	defer cancel()
-	err := i.client.Auth().Token().RevokeAccessorWithContext(ctx, accessor)
+	err := i.c.do(ctx, op{name: "revoke token", path: path, capability: "update", idempotent: true}, func(ctx context.Context) error {
+		return i.c.api.Auth().Token().RevokeAccessorWithContext(ctx, accessor)
+	})
 	switch {
 	case err == nil:
 		return nil
@@ -162,7 +166,7 @@ func (i *TokenIssuer) revoke(ctx context.Context, accessor string) error {
 		i.log.DebugContext(ctx, "vault token already gone", "accessor", accessor)
 		return nil
 	default:
-		return fmt.Errorf("revoke vault token %s: %w", accessor, classify("revoke token", path, "update", err))
+		return fmt.Errorf("revoke vault token %s: %w", accessor, err)
 	}
 }
 
@@ -172,11 +176,14 @@ func (i *TokenIssuer) revoke(ctx context.Context, accessor string) error {
 // refuses or fails.
 func (i *TokenIssuer) LookupAccessor(ctx context.Context, accessor string) (ttl time.Duration, meta map[string]string, err error) {
 	const path = "auth/token/lookup-accessor"
-	ctx, cancel := i.withTimeout(ctx)
-	defer cancel()
-	s, err := i.client.Auth().Token().LookupAccessorWithContext(ctx, accessor)
+	var s *api.Secret
+	err = i.c.do(ctx, op{name: "look up token", path: path, capability: "update", idempotent: true}, func(ctx context.Context) error {
+		var err error
+		s, err = i.c.api.Auth().Token().LookupAccessorWithContext(ctx, accessor)
+		return err
+	})
 	if err != nil {
-		return 0, nil, fmt.Errorf("look up vault token %s: %w", accessor, classify("look up token", path, "update", err))
+		return 0, nil, fmt.Errorf("look up vault token %s: %w", accessor, err)
 	}
 	if s == nil || s.Data == nil {
 		return 0, nil, fmt.Errorf("look up vault token %s: empty answer: %w", accessor, ErrNotFound)

@@ -1,6 +1,7 @@
 // Package vaulttest runs a real Vault dev server for tests.
 //
-// Start looks for the Vault binary in $WRIT_VAULT_BIN, then in
+// Start (plain HTTP) and StartTLS (with a generated CA) look for the Vault
+// binary in $WRIT_VAULT_BIN, then in
 // <user cache dir>/writ/vault-v1.13.0/vault (build it with
 // "bash .ci/tools.sh vault"). Without it, tests are skipped, or fail under
 // WRIT_INTEGRATION=require (see internal/testenv).
@@ -9,6 +10,8 @@ package vaulttest
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -19,6 +22,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -36,13 +40,19 @@ const startTimeout = 60 * time.Second
 
 // Server is a running "vault server -dev", stopped when the test ends.
 type Server struct {
-	// Addr is the server's URL, "http://127.0.0.1:PORT".
+	// Addr is the server's URL, "http://127.0.0.1:PORT", or
+	// "https://127.0.0.1:PORT" for StartTLS.
 	Addr string
+	// CACertFile is the PEM file of the CA that signed the server's TLS
+	// certificate (StartTLS); empty for a plain-HTTP server.
+	CACertFile string
 	// RootToken is the dev server's root token.
 	RootToken string
 	// Client is an API client for Addr authenticated with RootToken, built
 	// without reading VAULT_* environment variables.
 	Client *api.Client
+
+	authMu sync.Mutex // serializes enabling auth methods
 }
 
 // Binary returns the path of the Vault binary Start would run, and whether
@@ -67,13 +77,28 @@ func Binary() (path string, ok bool) {
 // written to t.Log first.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	return startServer(t, false)
+}
+
+// StartTLS is Start with a TLS listener ("vault server -dev -dev-tls"):
+// Vault generates a CA and a certificate for 127.0.0.1, and Server.CACertFile
+// names the CA. The listener asks for client certificates without requiring
+// them, so Vault's cert auth method works.
+func StartTLS(t testing.TB) *Server {
+	t.Helper()
+	return startServer(t, true)
+}
+
+// startServer starts a dev server, retrying when its port was taken.
+func startServer(t testing.TB, useTLS bool) *Server {
+	t.Helper()
 	bin, ok := Binary()
 	if !ok {
 		testenv.Missing(t, "vault", fmt.Sprintf("no Vault %s binary at %s; build it with: bash .ci/tools.sh vault (or set WRIT_VAULT_BIN)", Version, bin))
 	}
 	var lastErr error
 	for attempt := 1; attempt <= 3; attempt++ {
-		s, err := start(t, bin)
+		s, err := start(t, bin, useTLS)
 		if err == nil {
 			return s
 		}
@@ -91,7 +116,7 @@ func Start(t testing.TB) *Server {
 var errPortTaken = errors.New("listen address already in use")
 
 // start runs one server attempt.
-func start(t testing.TB, bin string) (*Server, error) {
+func start(t testing.TB, bin string, useTLS bool) (*Server, error) {
 	t.Helper()
 	dir := t.TempDir()
 	port, err := freePort()
@@ -105,11 +130,21 @@ func start(t testing.TB, bin string) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "server", "-dev",
-		"-dev-listen-address="+addr,
-		"-dev-root-token-id="+token,
+	args := []string{"server", "-dev",
+		"-dev-listen-address=" + addr,
+		"-dev-root-token-id=" + token,
 		"-dev-no-store-token",
-	)
+	}
+	scheme, caFile := "http", ""
+	if useTLS {
+		certDir := filepath.Join(dir, "tls")
+		if err := os.Mkdir(certDir, 0o700); err != nil {
+			return nil, err
+		}
+		args = append(args, "-dev-tls", "-dev-tls-cert-dir="+certDir)
+		scheme, caFile = "https", filepath.Join(certDir, "vault-ca.pem")
+	}
+	cmd := exec.Command(bin, args...)
 	// A clean environment: no VAULT_* variables, and a private HOME.
 	cmd.Env = []string{"HOME=" + dir, "TMPDIR=" + dir}
 	cmd.Dir = dir
@@ -136,8 +171,19 @@ func start(t testing.TB, bin string) (*Server, error) {
 		}
 	}
 
-	s := &Server{Addr: "http://" + addr, RootToken: token}
-	s.Client, err = newClient(s.Addr, token)
+	s := &Server{Addr: scheme + "://" + addr, CACertFile: caFile, RootToken: token}
+	if useTLS {
+		// Vault writes its CA before it listens.
+		if err := waitFile(caFile, exited); err != nil {
+			stop()
+			if data, _ := os.ReadFile(logPath); strings.Contains(string(data), "address already in use") {
+				return nil, fmt.Errorf("%s: %w", addr, errPortTaken)
+			}
+			dumpLog()
+			return nil, err
+		}
+	}
+	s.Client, err = newClient(s.Addr, caFile, token)
 	if err != nil {
 		stop()
 		return nil, err
@@ -190,12 +236,41 @@ func waitHealthy(c *api.Client, exited <-chan struct{}) error {
 	return fmt.Errorf("vault not healthy after %s: %v", startTimeout, last)
 }
 
+// waitFile waits until path exists and is not empty, the process exits, or
+// startTimeout passes.
+func waitFile(path string, exited <-chan struct{}) error {
+	deadline := time.Now().Add(startTimeout)
+	for time.Now().Before(deadline) {
+		if fi, err := os.Stat(path); err == nil && fi.Size() > 0 {
+			return nil
+		}
+		select {
+		case <-exited:
+			return errors.New("vault exited before writing its TLS CA")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("vault did not write %s within %s", path, startTimeout)
+}
+
 // newClient returns a client for addr with token that ignores VAULT_*
-// environment variables.
-func newClient(addr, token string) (*api.Client, error) {
+// environment variables and trusts the CA in caFile, if not empty.
+func newClient(addr, caFile, token string) (*api.Client, error) {
+	transport := &http.Transport{Proxy: nil}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("vault client: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("vault client: no certificate in %s", caFile)
+		}
+		transport.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
 	c, err := api.NewClient(&api.Config{
 		Address:    addr,
-		HttpClient: &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: 30 * time.Second},
+		HttpClient: &http.Client{Transport: transport, Timeout: 30 * time.Second},
 		MaxRetries: 0,
 	})
 	if err != nil {
@@ -211,7 +286,7 @@ func newClient(addr, token string) (*api.Client, error) {
 // ClientWithToken returns a client for the server authenticated with token.
 func (s *Server) ClientWithToken(t testing.TB, token string) *api.Client {
 	t.Helper()
-	c, err := newClient(s.Addr, token)
+	c, err := newClient(s.Addr, s.CACertFile, token)
 	if err != nil {
 		t.Fatalf("vaulttest: %v", err)
 	}

@@ -1,0 +1,86 @@
+package vaulttest
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+)
+
+// Mount enables a secrets engine of type typ at path (sys/mounts/<path>).
+func (s *Server) Mount(t testing.TB, path, typ string) {
+	t.Helper()
+	if err := s.Client.Sys().MountWithContext(t.Context(), path, &api.MountInput{Type: typ}); err != nil {
+		t.Fatalf("vaulttest: mount %s at %s: %v", typ, path, err)
+	}
+}
+
+// EnableAuth enables an auth method of type typ at auth/<path>.
+func (s *Server) EnableAuth(t testing.TB, path, typ string) {
+	t.Helper()
+	if err := s.Client.Sys().EnableAuthWithOptionsWithContext(t.Context(), path, &api.EnableAuthOptions{Type: typ}); err != nil {
+		t.Fatalf("vaulttest: enable auth %s at %s: %v", typ, path, err)
+	}
+}
+
+// Write writes data to path with the root token and returns Vault's
+// answer, failing the test on error.
+func (s *Server) Write(t testing.TB, path string, data map[string]any) *api.Secret {
+	t.Helper()
+	sec, err := s.Client.Logical().WriteWithContext(t.Context(), path, data)
+	if err != nil {
+		t.Fatalf("vaulttest: write %s: %v", path, err)
+	}
+	return sec
+}
+
+// AppRole enables AppRole auth at auth/approle (once per server) and
+// creates role name whose tokens get policies (plus "default") with the
+// given token TTL and max TTL. It returns the role ID and a new secret ID.
+func (s *Server) AppRole(t testing.TB, name string, tokenTTL, tokenMaxTTL time.Duration, policies ...string) (roleID, secretID string) {
+	t.Helper()
+	s.enableOnce(t, "approle")
+	s.Write(t, "auth/approle/role/"+name, map[string]any{
+		"token_policies": policies,
+		"token_ttl":      int64(tokenTTL / time.Second),
+		"token_max_ttl":  int64(tokenMaxTTL / time.Second),
+	})
+	id, err := s.Client.Logical().ReadWithContext(t.Context(), "auth/approle/role/"+name+"/role-id")
+	if err != nil || id == nil {
+		t.Fatalf("vaulttest: read role id of %s: %v", name, err)
+	}
+	sec := s.Write(t, "auth/approle/role/"+name+"/secret-id", nil)
+	return id.Data["role_id"].(string), sec.Data["secret_id"].(string)
+}
+
+// CertRole enables TLS certificate auth at auth/cert (once per server) and
+// registers role name: clients presenting a certificate issued by ca whose
+// URI SAN matches one of allowedURISANs (globs allowed) get policies (plus
+// "default") for tokenTTL. The server must come from StartTLS.
+func (s *Server) CertRole(t testing.TB, name string, ca *x509.Certificate, allowedURISANs []string, tokenTTL time.Duration, policies ...string) {
+	t.Helper()
+	s.enableOnce(t, "cert")
+	s.Write(t, "auth/cert/certs/"+name, map[string]any{
+		"certificate":      string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw})),
+		"allowed_uri_sans": allowedURISANs,
+		"token_policies":   policies,
+		"token_ttl":        int64(tokenTTL / time.Second),
+	})
+}
+
+// enableOnce enables auth method typ at its default path unless it is
+// enabled already.
+func (s *Server) enableOnce(t testing.TB, typ string) {
+	t.Helper()
+	s.authMu.Lock()
+	defer s.authMu.Unlock()
+	auths, err := s.Client.Sys().ListAuthWithContext(t.Context())
+	if err != nil {
+		t.Fatalf("vaulttest: list auth methods: %v", err)
+	}
+	if _, ok := auths[typ+"/"]; !ok {
+		s.EnableAuth(t, typ, typ)
+	}
+}
