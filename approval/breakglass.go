@@ -242,6 +242,7 @@ func (p *Policy) DecideBreakGlass(ctx context.Context, grantID string, in BreakG
 		IssuedAt:    now,
 		Expires:     now.Add(ttl),
 		BreakGlass:  true,
+		NotAfter:    now.Add(rule.MaxTTL),
 	}
 	return bg, g, nil
 }

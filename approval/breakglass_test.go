@@ -134,6 +134,7 @@ func TestPolicy_DecideBreakGlass(t *testing.T) {
 			wantG := Grant{
 				ID: "g1", Principal: tt.wantBeneficiary, Entitlement: "db", Recipe: Recipe{Kind: KindJWT, Audience: []string{"db"}},
 				Rule: "entitlements.db.break_glass", TTL: tt.wantTTL, IssuedAt: now, Expires: now.Add(tt.wantTTL), BreakGlass: true,
+				NotAfter: now.Add(5 * time.Minute), // the break-glass cap, renewals included
 			}
 			if diff := cmp.Diff(wantG, g); diff != "" {
 				t.Errorf("DecideBreakGlass() grant mismatch (-want +got):\n%s", diff)

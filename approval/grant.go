@@ -29,6 +29,10 @@ type Grant struct {
 	// RequestID is the approval the grant was minted under; empty for an
 	// automatic grant and for break-glass.
 	RequestID string
+	// NotAfter is the latest the credential may ever last, renewals
+	// included: the approval window's end, or the break-glass cap. Zero for
+	// automatic grants, which are bounded by MaxTTL from each renewal.
+	NotAfter time.Time
 	// BreakGlass reports that the grant was taken without approval under
 	// the entitlement's break-glass rule (see DecideBreakGlass); it leaves
 	// a review obligation behind.

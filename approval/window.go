@@ -58,6 +58,7 @@ func (p *Policy) DecideUnder(ctx context.Context, grantID string, r Request, ttl
 		IssuedAt:    now,
 		Expires:     now.Add(ttl),
 		RequestID:   r.ID,
+		NotAfter:    r.WindowEnd,
 	}, nil
 }
 

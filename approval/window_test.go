@@ -88,7 +88,7 @@ func TestPolicy_DecideUnder(t *testing.T) {
 			}
 			want := Grant{
 				ID: "g1", Principal: workload, Entitlement: "db", Recipe: Recipe{Kind: KindJWT, Audience: []string{"db"}},
-				Rule: "entitlements.db.requesters[0]", TTL: tt.wantTTL, IssuedAt: tt.at, Expires: tt.at.Add(tt.wantTTL), RequestID: "r1",
+				Rule: "entitlements.db.requesters[0]", TTL: tt.wantTTL, IssuedAt: tt.at, Expires: tt.at.Add(tt.wantTTL), RequestID: "r1", NotAfter: windowEnd,
 			}
 			if diff := cmp.Diff(want, g); diff != "" {
 				t.Errorf("DecideUnder() mismatch (-want +got):\n%s", diff)

@@ -102,6 +102,10 @@ const (
 	CredentialKind_CREDENTIAL_KIND_JWT CredentialKind = 1
 	// A Vault token.
 	CredentialKind_CREDENTIAL_KIND_VAULT_TOKEN CredentialKind = 2
+	// A Vault dynamic secret (a lease), e.g. a database login; see data.
+	CredentialKind_CREDENTIAL_KIND_VAULT_SECRET CredentialKind = 3
+	// A JWT signed by a Vault transit key; verify it with the broker's JWKS.
+	CredentialKind_CREDENTIAL_KIND_VAULT_TRANSIT_JWT CredentialKind = 4
 )
 
 // Enum value maps for CredentialKind.
@@ -110,11 +114,15 @@ var (
 		0: "CREDENTIAL_KIND_UNSPECIFIED",
 		1: "CREDENTIAL_KIND_JWT",
 		2: "CREDENTIAL_KIND_VAULT_TOKEN",
+		3: "CREDENTIAL_KIND_VAULT_SECRET",
+		4: "CREDENTIAL_KIND_VAULT_TRANSIT_JWT",
 	}
 	CredentialKind_value = map[string]int32{
-		"CREDENTIAL_KIND_UNSPECIFIED": 0,
-		"CREDENTIAL_KIND_JWT":         1,
-		"CREDENTIAL_KIND_VAULT_TOKEN": 2,
+		"CREDENTIAL_KIND_UNSPECIFIED":       0,
+		"CREDENTIAL_KIND_JWT":               1,
+		"CREDENTIAL_KIND_VAULT_TOKEN":       2,
+		"CREDENTIAL_KIND_VAULT_SECRET":      3,
+		"CREDENTIAL_KIND_VAULT_TRANSIT_JWT": 4,
 	}
 )
 
@@ -145,6 +153,190 @@ func (CredentialKind) EnumDescriptor() ([]byte, []int) {
 	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{1}
 }
 
+// RenewCredentialRequest names the credential to renew.
+type RenewCredentialRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Grant ID of the credential.
+	GrantId string `protobuf:"bytes,1,opt,name=grant_id,json=grantId,proto3" json:"grant_id,omitempty"`
+	// New lifetime from now; unset means as long as the limits allow.
+	Ttl           *durationpb.Duration `protobuf:"bytes,2,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenewCredentialRequest) Reset() {
+	*x = RenewCredentialRequest{}
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewCredentialRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewCredentialRequest) ProtoMessage() {}
+
+func (x *RenewCredentialRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewCredentialRequest.ProtoReflect.Descriptor instead.
+func (*RenewCredentialRequest) Descriptor() ([]byte, []int) {
+	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *RenewCredentialRequest) GetGrantId() string {
+	if x != nil {
+		return x.GrantId
+	}
+	return ""
+}
+
+func (x *RenewCredentialRequest) GetTtl() *durationpb.Duration {
+	if x != nil {
+		return x.Ttl
+	}
+	return nil
+}
+
+// RenewCredentialResponse gives the new expiry.
+type RenewCredentialResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// When the credential now expires.
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenewCredentialResponse) Reset() {
+	*x = RenewCredentialResponse{}
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewCredentialResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewCredentialResponse) ProtoMessage() {}
+
+func (x *RenewCredentialResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewCredentialResponse.ProtoReflect.Descriptor instead.
+func (*RenewCredentialResponse) Descriptor() ([]byte, []int) {
+	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *RenewCredentialResponse) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+// ReleaseCredentialRequest names the credential to end.
+type ReleaseCredentialRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Grant ID of the credential.
+	GrantId       string `protobuf:"bytes,1,opt,name=grant_id,json=grantId,proto3" json:"grant_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseCredentialRequest) Reset() {
+	*x = ReleaseCredentialRequest{}
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseCredentialRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseCredentialRequest) ProtoMessage() {}
+
+func (x *ReleaseCredentialRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseCredentialRequest.ProtoReflect.Descriptor instead.
+func (*ReleaseCredentialRequest) Descriptor() ([]byte, []int) {
+	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ReleaseCredentialRequest) GetGrantId() string {
+	if x != nil {
+		return x.GrantId
+	}
+	return ""
+}
+
+// ReleaseCredentialResponse confirms the release.
+type ReleaseCredentialResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseCredentialResponse) Reset() {
+	*x = ReleaseCredentialResponse{}
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseCredentialResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseCredentialResponse) ProtoMessage() {}
+
+func (x *ReleaseCredentialResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseCredentialResponse.ProtoReflect.Descriptor instead.
+func (*ReleaseCredentialResponse) Descriptor() ([]byte, []int) {
+	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{3}
+}
+
 // BreakGlassRequest takes break-glass access.
 type BreakGlassRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -162,7 +354,7 @@ type BreakGlassRequest struct {
 
 func (x *BreakGlassRequest) Reset() {
 	*x = BreakGlassRequest{}
-	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[0]
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -174,7 +366,7 @@ func (x *BreakGlassRequest) String() string {
 func (*BreakGlassRequest) ProtoMessage() {}
 
 func (x *BreakGlassRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[0]
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -187,7 +379,7 @@ func (x *BreakGlassRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BreakGlassRequest.ProtoReflect.Descriptor instead.
 func (*BreakGlassRequest) Descriptor() ([]byte, []int) {
-	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{0}
+	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *BreakGlassRequest) GetEntitlement() string {
@@ -233,7 +425,7 @@ type BreakGlassResponse struct {
 
 func (x *BreakGlassResponse) Reset() {
 	*x = BreakGlassResponse{}
-	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[1]
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -245,7 +437,7 @@ func (x *BreakGlassResponse) String() string {
 func (*BreakGlassResponse) ProtoMessage() {}
 
 func (x *BreakGlassResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[1]
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -258,7 +450,7 @@ func (x *BreakGlassResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BreakGlassResponse.ProtoReflect.Descriptor instead.
 func (*BreakGlassResponse) Descriptor() ([]byte, []int) {
-	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{1}
+	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *BreakGlassResponse) GetCredential() *Credential {
@@ -299,7 +491,7 @@ type RequestAccessRequest struct {
 
 func (x *RequestAccessRequest) Reset() {
 	*x = RequestAccessRequest{}
-	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[2]
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -311,7 +503,7 @@ func (x *RequestAccessRequest) String() string {
 func (*RequestAccessRequest) ProtoMessage() {}
 
 func (x *RequestAccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[2]
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -324,7 +516,7 @@ func (x *RequestAccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestAccessRequest.ProtoReflect.Descriptor instead.
 func (*RequestAccessRequest) Descriptor() ([]byte, []int) {
-	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{2}
+	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RequestAccessRequest) GetEntitlement() string {
@@ -366,7 +558,7 @@ type RequestAccessResponse struct {
 
 func (x *RequestAccessResponse) Reset() {
 	*x = RequestAccessResponse{}
-	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[3]
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -378,7 +570,7 @@ func (x *RequestAccessResponse) String() string {
 func (*RequestAccessResponse) ProtoMessage() {}
 
 func (x *RequestAccessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[3]
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -391,7 +583,7 @@ func (x *RequestAccessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestAccessResponse.ProtoReflect.Descriptor instead.
 func (*RequestAccessResponse) Descriptor() ([]byte, []int) {
-	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{3}
+	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RequestAccessResponse) GetRequest() *AccessRequest {
@@ -412,7 +604,7 @@ type WatchRequestRequest struct {
 
 func (x *WatchRequestRequest) Reset() {
 	*x = WatchRequestRequest{}
-	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[4]
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -424,7 +616,7 @@ func (x *WatchRequestRequest) String() string {
 func (*WatchRequestRequest) ProtoMessage() {}
 
 func (x *WatchRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[4]
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -437,7 +629,7 @@ func (x *WatchRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequestRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequestRequest) Descriptor() ([]byte, []int) {
-	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{4}
+	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *WatchRequestRequest) GetRequestId() string {
@@ -458,7 +650,7 @@ type WatchRequestResponse struct {
 
 func (x *WatchRequestResponse) Reset() {
 	*x = WatchRequestResponse{}
-	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[5]
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -470,7 +662,7 @@ func (x *WatchRequestResponse) String() string {
 func (*WatchRequestResponse) ProtoMessage() {}
 
 func (x *WatchRequestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[5]
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -483,7 +675,7 @@ func (x *WatchRequestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequestResponse.ProtoReflect.Descriptor instead.
 func (*WatchRequestResponse) Descriptor() ([]byte, []int) {
-	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{5}
+	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *WatchRequestResponse) GetRequest() *AccessRequest {
@@ -512,7 +704,7 @@ type Review struct {
 
 func (x *Review) Reset() {
 	*x = Review{}
-	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[6]
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -524,7 +716,7 @@ func (x *Review) String() string {
 func (*Review) ProtoMessage() {}
 
 func (x *Review) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[6]
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -537,7 +729,7 @@ func (x *Review) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Review.ProtoReflect.Descriptor instead.
 func (*Review) Descriptor() ([]byte, []int) {
-	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{6}
+	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Review) GetReviewer() string {
@@ -617,7 +809,7 @@ type AccessRequest struct {
 
 func (x *AccessRequest) Reset() {
 	*x = AccessRequest{}
-	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[7]
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -629,7 +821,7 @@ func (x *AccessRequest) String() string {
 func (*AccessRequest) ProtoMessage() {}
 
 func (x *AccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[7]
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -642,7 +834,7 @@ func (x *AccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccessRequest.ProtoReflect.Descriptor instead.
 func (*AccessRequest) Descriptor() ([]byte, []int) {
-	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{7}
+	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AccessRequest) GetId() string {
@@ -771,7 +963,7 @@ type IssueCredentialRequest struct {
 
 func (x *IssueCredentialRequest) Reset() {
 	*x = IssueCredentialRequest{}
-	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[8]
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -783,7 +975,7 @@ func (x *IssueCredentialRequest) String() string {
 func (*IssueCredentialRequest) ProtoMessage() {}
 
 func (x *IssueCredentialRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[8]
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -796,7 +988,7 @@ func (x *IssueCredentialRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueCredentialRequest.ProtoReflect.Descriptor instead.
 func (*IssueCredentialRequest) Descriptor() ([]byte, []int) {
-	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{8}
+	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *IssueCredentialRequest) GetEntitlement() string {
@@ -824,7 +1016,7 @@ type IssueCredentialResponse struct {
 
 func (x *IssueCredentialResponse) Reset() {
 	*x = IssueCredentialResponse{}
-	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[9]
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -836,7 +1028,7 @@ func (x *IssueCredentialResponse) String() string {
 func (*IssueCredentialResponse) ProtoMessage() {}
 
 func (x *IssueCredentialResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[9]
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -849,7 +1041,7 @@ func (x *IssueCredentialResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueCredentialResponse.ProtoReflect.Descriptor instead.
 func (*IssueCredentialResponse) Descriptor() ([]byte, []int) {
-	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{9}
+	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *IssueCredentialResponse) GetCredential() *Credential {
@@ -871,21 +1063,24 @@ type Credential struct {
 	// The secret: the JWT or the Vault token. Never log it.
 	Secret string `protobuf:"bytes,4,opt,name=secret,proto3" json:"secret,omitempty"`
 	// A reference that identifies the credential without revealing it: the JWT
-	// jti or the Vault token accessor. Safe to log.
+	// jti, the Vault token accessor or the lease ID. Safe to log.
 	Reference string `protobuf:"bytes,5,opt,name=reference,proto3" json:"reference,omitempty"`
 	// When it was issued.
 	IssuedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=issued_at,json=issuedAt,proto3" json:"issued_at,omitempty"`
 	// When it stops working.
 	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
 	// Whether it was taken as break-glass.
-	BreakGlass    bool `protobuf:"varint,8,opt,name=break_glass,json=breakGlass,proto3" json:"break_glass,omitempty"`
+	BreakGlass bool `protobuf:"varint,8,opt,name=break_glass,json=breakGlass,proto3" json:"break_glass,omitempty"`
+	// The secret's fields for a dynamic secret (e.g. username and password).
+	// Treat every value as a secret.
+	Data          map[string]string `protobuf:"bytes,9,rep,name=data,proto3" json:"data,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Credential) Reset() {
 	*x = Credential{}
-	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[10]
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -897,7 +1092,7 @@ func (x *Credential) String() string {
 func (*Credential) ProtoMessage() {}
 
 func (x *Credential) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[10]
+	mi := &file_writ_broker_v1_broker_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -910,7 +1105,7 @@ func (x *Credential) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Credential.ProtoReflect.Descriptor instead.
 func (*Credential) Descriptor() ([]byte, []int) {
-	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{10}
+	return file_writ_broker_v1_broker_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Credential) GetGrantId() string {
@@ -969,11 +1164,27 @@ func (x *Credential) GetBreakGlass() bool {
 	return false
 }
 
+func (x *Credential) GetData() map[string]string {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
 var File_writ_broker_v1_broker_service_proto protoreflect.FileDescriptor
 
 const file_writ_broker_v1_broker_service_proto_rawDesc = "" +
 	"\n" +
-	"#writ/broker/v1/broker_service.proto\x12\x0ewrit.broker.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x96\x01\n" +
+	"#writ/broker/v1/broker_service.proto\x12\x0ewrit.broker.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"`\n" +
+	"\x16RenewCredentialRequest\x12\x19\n" +
+	"\bgrant_id\x18\x01 \x01(\tR\agrantId\x12+\n" +
+	"\x03ttl\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"T\n" +
+	"\x17RenewCredentialResponse\x129\n" +
+	"\n" +
+	"expires_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"5\n" +
+	"\x18ReleaseCredentialRequest\x12\x19\n" +
+	"\bgrant_id\x18\x01 \x01(\tR\agrantId\"\x1b\n" +
+	"\x19ReleaseCredentialResponse\"\x96\x01\n" +
 	"\x11BreakGlassRequest\x12 \n" +
 	"\ventitlement\x18\x01 \x01(\tR\ventitlement\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1a\n" +
@@ -1032,7 +1243,7 @@ const file_writ_broker_v1_broker_service_proto_rawDesc = "" +
 	"\x17IssueCredentialResponse\x12:\n" +
 	"\n" +
 	"credential\x18\x01 \x01(\v2\x1a.writ.broker.v1.CredentialR\n" +
-	"credential\"\xc8\x02\n" +
+	"credential\"\xbb\x03\n" +
 	"\n" +
 	"Credential\x12\x19\n" +
 	"\bgrant_id\x18\x01 \x01(\tR\agrantId\x12 \n" +
@@ -1044,7 +1255,11 @@ const file_writ_broker_v1_broker_service_proto_rawDesc = "" +
 	"\n" +
 	"expires_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x1f\n" +
 	"\vbreak_glass\x18\b \x01(\bR\n" +
-	"breakGlass*\xd1\x01\n" +
+	"breakGlass\x128\n" +
+	"\x04data\x18\t \x03(\v2$.writ.broker.v1.Credential.DataEntryR\x04data\x1a7\n" +
+	"\tDataEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*\xd1\x01\n" +
 	"\fRequestState\x12\x1d\n" +
 	"\x19REQUEST_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15REQUEST_STATE_PENDING\x10\x01\x12\x1a\n" +
@@ -1052,17 +1267,21 @@ const file_writ_broker_v1_broker_service_proto_rawDesc = "" +
 	"\x14REQUEST_STATE_DENIED\x10\x03\x12\x19\n" +
 	"\x15REQUEST_STATE_EXPIRED\x10\x04\x12\x1b\n" +
 	"\x17REQUEST_STATE_CANCELLED\x10\x05\x12\x19\n" +
-	"\x15REQUEST_STATE_REVOKED\x10\x06*k\n" +
+	"\x15REQUEST_STATE_REVOKED\x10\x06*\xb4\x01\n" +
 	"\x0eCredentialKind\x12\x1f\n" +
 	"\x1bCREDENTIAL_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13CREDENTIAL_KIND_JWT\x10\x01\x12\x1f\n" +
-	"\x1bCREDENTIAL_KIND_VAULT_TOKEN\x10\x022\x83\x03\n" +
+	"\x1bCREDENTIAL_KIND_VAULT_TOKEN\x10\x02\x12 \n" +
+	"\x1cCREDENTIAL_KIND_VAULT_SECRET\x10\x03\x12%\n" +
+	"!CREDENTIAL_KIND_VAULT_TRANSIT_JWT\x10\x042\xd1\x04\n" +
 	"\rBrokerService\x12b\n" +
 	"\x0fIssueCredential\x12&.writ.broker.v1.IssueCredentialRequest\x1a'.writ.broker.v1.IssueCredentialResponse\x12\\\n" +
 	"\rRequestAccess\x12$.writ.broker.v1.RequestAccessRequest\x1a%.writ.broker.v1.RequestAccessResponse\x12[\n" +
 	"\fWatchRequest\x12#.writ.broker.v1.WatchRequestRequest\x1a$.writ.broker.v1.WatchRequestResponse0\x01\x12S\n" +
 	"\n" +
-	"BreakGlass\x12!.writ.broker.v1.BreakGlassRequest\x1a\".writ.broker.v1.BreakGlassResponseB\xba\x01\n" +
+	"BreakGlass\x12!.writ.broker.v1.BreakGlassRequest\x1a\".writ.broker.v1.BreakGlassResponse\x12b\n" +
+	"\x0fRenewCredential\x12&.writ.broker.v1.RenewCredentialRequest\x1a'.writ.broker.v1.RenewCredentialResponse\x12h\n" +
+	"\x11ReleaseCredential\x12(.writ.broker.v1.ReleaseCredentialRequest\x1a).writ.broker.v1.ReleaseCredentialResponseB\xba\x01\n" +
 	"\x12com.writ.broker.v1B\x12BrokerServiceProtoP\x01Z6github.com/writ-dev/writ/proto/writ/broker/v1;brokerv1\xa2\x02\x03WBX\xaa\x02\x0eWrit.Broker.V1\xca\x02\x0eWrit\\Broker\\V1\xe2\x02\x1aWrit\\Broker\\V1\\GPBMetadata\xea\x02\x10Writ::Broker::V1b\x06proto3"
 
 var (
@@ -1078,57 +1297,69 @@ func file_writ_broker_v1_broker_service_proto_rawDescGZIP() []byte {
 }
 
 var file_writ_broker_v1_broker_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_writ_broker_v1_broker_service_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_writ_broker_v1_broker_service_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_writ_broker_v1_broker_service_proto_goTypes = []any{
-	(RequestState)(0),               // 0: writ.broker.v1.RequestState
-	(CredentialKind)(0),             // 1: writ.broker.v1.CredentialKind
-	(*BreakGlassRequest)(nil),       // 2: writ.broker.v1.BreakGlassRequest
-	(*BreakGlassResponse)(nil),      // 3: writ.broker.v1.BreakGlassResponse
-	(*RequestAccessRequest)(nil),    // 4: writ.broker.v1.RequestAccessRequest
-	(*RequestAccessResponse)(nil),   // 5: writ.broker.v1.RequestAccessResponse
-	(*WatchRequestRequest)(nil),     // 6: writ.broker.v1.WatchRequestRequest
-	(*WatchRequestResponse)(nil),    // 7: writ.broker.v1.WatchRequestResponse
-	(*Review)(nil),                  // 8: writ.broker.v1.Review
-	(*AccessRequest)(nil),           // 9: writ.broker.v1.AccessRequest
-	(*IssueCredentialRequest)(nil),  // 10: writ.broker.v1.IssueCredentialRequest
-	(*IssueCredentialResponse)(nil), // 11: writ.broker.v1.IssueCredentialResponse
-	(*Credential)(nil),              // 12: writ.broker.v1.Credential
-	(*durationpb.Duration)(nil),     // 13: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 14: google.protobuf.Timestamp
+	(RequestState)(0),                 // 0: writ.broker.v1.RequestState
+	(CredentialKind)(0),               // 1: writ.broker.v1.CredentialKind
+	(*RenewCredentialRequest)(nil),    // 2: writ.broker.v1.RenewCredentialRequest
+	(*RenewCredentialResponse)(nil),   // 3: writ.broker.v1.RenewCredentialResponse
+	(*ReleaseCredentialRequest)(nil),  // 4: writ.broker.v1.ReleaseCredentialRequest
+	(*ReleaseCredentialResponse)(nil), // 5: writ.broker.v1.ReleaseCredentialResponse
+	(*BreakGlassRequest)(nil),         // 6: writ.broker.v1.BreakGlassRequest
+	(*BreakGlassResponse)(nil),        // 7: writ.broker.v1.BreakGlassResponse
+	(*RequestAccessRequest)(nil),      // 8: writ.broker.v1.RequestAccessRequest
+	(*RequestAccessResponse)(nil),     // 9: writ.broker.v1.RequestAccessResponse
+	(*WatchRequestRequest)(nil),       // 10: writ.broker.v1.WatchRequestRequest
+	(*WatchRequestResponse)(nil),      // 11: writ.broker.v1.WatchRequestResponse
+	(*Review)(nil),                    // 12: writ.broker.v1.Review
+	(*AccessRequest)(nil),             // 13: writ.broker.v1.AccessRequest
+	(*IssueCredentialRequest)(nil),    // 14: writ.broker.v1.IssueCredentialRequest
+	(*IssueCredentialResponse)(nil),   // 15: writ.broker.v1.IssueCredentialResponse
+	(*Credential)(nil),                // 16: writ.broker.v1.Credential
+	nil,                               // 17: writ.broker.v1.Credential.DataEntry
+	(*durationpb.Duration)(nil),       // 18: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),     // 19: google.protobuf.Timestamp
 }
 var file_writ_broker_v1_broker_service_proto_depIdxs = []int32{
-	13, // 0: writ.broker.v1.BreakGlassRequest.ttl:type_name -> google.protobuf.Duration
-	12, // 1: writ.broker.v1.BreakGlassResponse.credential:type_name -> writ.broker.v1.Credential
-	14, // 2: writ.broker.v1.BreakGlassResponse.review_due:type_name -> google.protobuf.Timestamp
-	13, // 3: writ.broker.v1.RequestAccessRequest.duration:type_name -> google.protobuf.Duration
-	9,  // 4: writ.broker.v1.RequestAccessResponse.request:type_name -> writ.broker.v1.AccessRequest
-	9,  // 5: writ.broker.v1.WatchRequestResponse.request:type_name -> writ.broker.v1.AccessRequest
-	14, // 6: writ.broker.v1.Review.at:type_name -> google.protobuf.Timestamp
-	13, // 7: writ.broker.v1.AccessRequest.duration:type_name -> google.protobuf.Duration
-	0,  // 8: writ.broker.v1.AccessRequest.state:type_name -> writ.broker.v1.RequestState
-	14, // 9: writ.broker.v1.AccessRequest.created_at:type_name -> google.protobuf.Timestamp
-	14, // 10: writ.broker.v1.AccessRequest.pending_until:type_name -> google.protobuf.Timestamp
-	14, // 11: writ.broker.v1.AccessRequest.approved_at:type_name -> google.protobuf.Timestamp
-	14, // 12: writ.broker.v1.AccessRequest.window_end:type_name -> google.protobuf.Timestamp
-	8,  // 13: writ.broker.v1.AccessRequest.reviews:type_name -> writ.broker.v1.Review
-	13, // 14: writ.broker.v1.IssueCredentialRequest.ttl:type_name -> google.protobuf.Duration
-	12, // 15: writ.broker.v1.IssueCredentialResponse.credential:type_name -> writ.broker.v1.Credential
-	1,  // 16: writ.broker.v1.Credential.kind:type_name -> writ.broker.v1.CredentialKind
-	14, // 17: writ.broker.v1.Credential.issued_at:type_name -> google.protobuf.Timestamp
-	14, // 18: writ.broker.v1.Credential.expires_at:type_name -> google.protobuf.Timestamp
-	10, // 19: writ.broker.v1.BrokerService.IssueCredential:input_type -> writ.broker.v1.IssueCredentialRequest
-	4,  // 20: writ.broker.v1.BrokerService.RequestAccess:input_type -> writ.broker.v1.RequestAccessRequest
-	6,  // 21: writ.broker.v1.BrokerService.WatchRequest:input_type -> writ.broker.v1.WatchRequestRequest
-	2,  // 22: writ.broker.v1.BrokerService.BreakGlass:input_type -> writ.broker.v1.BreakGlassRequest
-	11, // 23: writ.broker.v1.BrokerService.IssueCredential:output_type -> writ.broker.v1.IssueCredentialResponse
-	5,  // 24: writ.broker.v1.BrokerService.RequestAccess:output_type -> writ.broker.v1.RequestAccessResponse
-	7,  // 25: writ.broker.v1.BrokerService.WatchRequest:output_type -> writ.broker.v1.WatchRequestResponse
-	3,  // 26: writ.broker.v1.BrokerService.BreakGlass:output_type -> writ.broker.v1.BreakGlassResponse
-	23, // [23:27] is the sub-list for method output_type
-	19, // [19:23] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	18, // 0: writ.broker.v1.RenewCredentialRequest.ttl:type_name -> google.protobuf.Duration
+	19, // 1: writ.broker.v1.RenewCredentialResponse.expires_at:type_name -> google.protobuf.Timestamp
+	18, // 2: writ.broker.v1.BreakGlassRequest.ttl:type_name -> google.protobuf.Duration
+	16, // 3: writ.broker.v1.BreakGlassResponse.credential:type_name -> writ.broker.v1.Credential
+	19, // 4: writ.broker.v1.BreakGlassResponse.review_due:type_name -> google.protobuf.Timestamp
+	18, // 5: writ.broker.v1.RequestAccessRequest.duration:type_name -> google.protobuf.Duration
+	13, // 6: writ.broker.v1.RequestAccessResponse.request:type_name -> writ.broker.v1.AccessRequest
+	13, // 7: writ.broker.v1.WatchRequestResponse.request:type_name -> writ.broker.v1.AccessRequest
+	19, // 8: writ.broker.v1.Review.at:type_name -> google.protobuf.Timestamp
+	18, // 9: writ.broker.v1.AccessRequest.duration:type_name -> google.protobuf.Duration
+	0,  // 10: writ.broker.v1.AccessRequest.state:type_name -> writ.broker.v1.RequestState
+	19, // 11: writ.broker.v1.AccessRequest.created_at:type_name -> google.protobuf.Timestamp
+	19, // 12: writ.broker.v1.AccessRequest.pending_until:type_name -> google.protobuf.Timestamp
+	19, // 13: writ.broker.v1.AccessRequest.approved_at:type_name -> google.protobuf.Timestamp
+	19, // 14: writ.broker.v1.AccessRequest.window_end:type_name -> google.protobuf.Timestamp
+	12, // 15: writ.broker.v1.AccessRequest.reviews:type_name -> writ.broker.v1.Review
+	18, // 16: writ.broker.v1.IssueCredentialRequest.ttl:type_name -> google.protobuf.Duration
+	16, // 17: writ.broker.v1.IssueCredentialResponse.credential:type_name -> writ.broker.v1.Credential
+	1,  // 18: writ.broker.v1.Credential.kind:type_name -> writ.broker.v1.CredentialKind
+	19, // 19: writ.broker.v1.Credential.issued_at:type_name -> google.protobuf.Timestamp
+	19, // 20: writ.broker.v1.Credential.expires_at:type_name -> google.protobuf.Timestamp
+	17, // 21: writ.broker.v1.Credential.data:type_name -> writ.broker.v1.Credential.DataEntry
+	14, // 22: writ.broker.v1.BrokerService.IssueCredential:input_type -> writ.broker.v1.IssueCredentialRequest
+	8,  // 23: writ.broker.v1.BrokerService.RequestAccess:input_type -> writ.broker.v1.RequestAccessRequest
+	10, // 24: writ.broker.v1.BrokerService.WatchRequest:input_type -> writ.broker.v1.WatchRequestRequest
+	6,  // 25: writ.broker.v1.BrokerService.BreakGlass:input_type -> writ.broker.v1.BreakGlassRequest
+	2,  // 26: writ.broker.v1.BrokerService.RenewCredential:input_type -> writ.broker.v1.RenewCredentialRequest
+	4,  // 27: writ.broker.v1.BrokerService.ReleaseCredential:input_type -> writ.broker.v1.ReleaseCredentialRequest
+	15, // 28: writ.broker.v1.BrokerService.IssueCredential:output_type -> writ.broker.v1.IssueCredentialResponse
+	9,  // 29: writ.broker.v1.BrokerService.RequestAccess:output_type -> writ.broker.v1.RequestAccessResponse
+	11, // 30: writ.broker.v1.BrokerService.WatchRequest:output_type -> writ.broker.v1.WatchRequestResponse
+	7,  // 31: writ.broker.v1.BrokerService.BreakGlass:output_type -> writ.broker.v1.BreakGlassResponse
+	3,  // 32: writ.broker.v1.BrokerService.RenewCredential:output_type -> writ.broker.v1.RenewCredentialResponse
+	5,  // 33: writ.broker.v1.BrokerService.ReleaseCredential:output_type -> writ.broker.v1.ReleaseCredentialResponse
+	28, // [28:34] is the sub-list for method output_type
+	22, // [22:28] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_writ_broker_v1_broker_service_proto_init() }
@@ -1142,7 +1373,7 @@ func file_writ_broker_v1_broker_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_writ_broker_v1_broker_service_proto_rawDesc), len(file_writ_broker_v1_broker_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   11,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,10 +19,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	BrokerService_IssueCredential_FullMethodName = "/writ.broker.v1.BrokerService/IssueCredential"
-	BrokerService_RequestAccess_FullMethodName   = "/writ.broker.v1.BrokerService/RequestAccess"
-	BrokerService_WatchRequest_FullMethodName    = "/writ.broker.v1.BrokerService/WatchRequest"
-	BrokerService_BreakGlass_FullMethodName      = "/writ.broker.v1.BrokerService/BreakGlass"
+	BrokerService_IssueCredential_FullMethodName   = "/writ.broker.v1.BrokerService/IssueCredential"
+	BrokerService_RequestAccess_FullMethodName     = "/writ.broker.v1.BrokerService/RequestAccess"
+	BrokerService_WatchRequest_FullMethodName      = "/writ.broker.v1.BrokerService/WatchRequest"
+	BrokerService_BreakGlass_FullMethodName        = "/writ.broker.v1.BrokerService/BreakGlass"
+	BrokerService_RenewCredential_FullMethodName   = "/writ.broker.v1.BrokerService/RenewCredential"
+	BrokerService_ReleaseCredential_FullMethodName = "/writ.broker.v1.BrokerService/ReleaseCredential"
 )
 
 // BrokerServiceClient is the client API for BrokerService service.
@@ -63,6 +65,14 @@ type BrokerServiceClient interface {
 	// PERMISSION_DENIED if not allowed; INVALID_ARGUMENT for a missing or too
 	// long reason, or a TTL above the cap.
 	BreakGlass(ctx context.Context, in *BreakGlassRequest, opts ...grpc.CallOption) (*BreakGlassResponse, error)
+	// RenewCredential extends a renewable credential (a Vault lease) the
+	// caller holds, up to the limits: never past the entitlement's max_ttl from
+	// now, the approval window's end, or the break-glass cap. Asking for more is
+	// INVALID_ARGUMENT; a kind that cannot be renewed is FAILED_PRECONDITION.
+	RenewCredential(ctx context.Context, in *RenewCredentialRequest, opts ...grpc.CallOption) (*RenewCredentialResponse, error)
+	// ReleaseCredential ends a credential the caller holds, early: the workload
+	// is done with it. The release is recorded.
+	ReleaseCredential(ctx context.Context, in *ReleaseCredentialRequest, opts ...grpc.CallOption) (*ReleaseCredentialResponse, error)
 }
 
 type brokerServiceClient struct {
@@ -122,6 +132,26 @@ func (c *brokerServiceClient) BreakGlass(ctx context.Context, in *BreakGlassRequ
 	return out, nil
 }
 
+func (c *brokerServiceClient) RenewCredential(ctx context.Context, in *RenewCredentialRequest, opts ...grpc.CallOption) (*RenewCredentialResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RenewCredentialResponse)
+	err := c.cc.Invoke(ctx, BrokerService_RenewCredential_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *brokerServiceClient) ReleaseCredential(ctx context.Context, in *ReleaseCredentialRequest, opts ...grpc.CallOption) (*ReleaseCredentialResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReleaseCredentialResponse)
+	err := c.cc.Invoke(ctx, BrokerService_ReleaseCredential_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // BrokerServiceServer is the server API for BrokerService service.
 // All implementations must embed UnimplementedBrokerServiceServer
 // for forward compatibility.
@@ -160,6 +190,14 @@ type BrokerServiceServer interface {
 	// PERMISSION_DENIED if not allowed; INVALID_ARGUMENT for a missing or too
 	// long reason, or a TTL above the cap.
 	BreakGlass(context.Context, *BreakGlassRequest) (*BreakGlassResponse, error)
+	// RenewCredential extends a renewable credential (a Vault lease) the
+	// caller holds, up to the limits: never past the entitlement's max_ttl from
+	// now, the approval window's end, or the break-glass cap. Asking for more is
+	// INVALID_ARGUMENT; a kind that cannot be renewed is FAILED_PRECONDITION.
+	RenewCredential(context.Context, *RenewCredentialRequest) (*RenewCredentialResponse, error)
+	// ReleaseCredential ends a credential the caller holds, early: the workload
+	// is done with it. The release is recorded.
+	ReleaseCredential(context.Context, *ReleaseCredentialRequest) (*ReleaseCredentialResponse, error)
 	mustEmbedUnimplementedBrokerServiceServer()
 }
 
@@ -181,6 +219,12 @@ func (UnimplementedBrokerServiceServer) WatchRequest(*WatchRequestRequest, grpc.
 }
 func (UnimplementedBrokerServiceServer) BreakGlass(context.Context, *BreakGlassRequest) (*BreakGlassResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method BreakGlass not implemented")
+}
+func (UnimplementedBrokerServiceServer) RenewCredential(context.Context, *RenewCredentialRequest) (*RenewCredentialResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RenewCredential not implemented")
+}
+func (UnimplementedBrokerServiceServer) ReleaseCredential(context.Context, *ReleaseCredentialRequest) (*ReleaseCredentialResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReleaseCredential not implemented")
 }
 func (UnimplementedBrokerServiceServer) mustEmbedUnimplementedBrokerServiceServer() {}
 func (UnimplementedBrokerServiceServer) testEmbeddedByValue()                       {}
@@ -268,6 +312,42 @@ func _BrokerService_BreakGlass_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _BrokerService_RenewCredential_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RenewCredentialRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrokerServiceServer).RenewCredential(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BrokerService_RenewCredential_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrokerServiceServer).RenewCredential(ctx, req.(*RenewCredentialRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BrokerService_ReleaseCredential_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReleaseCredentialRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrokerServiceServer).ReleaseCredential(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BrokerService_ReleaseCredential_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrokerServiceServer).ReleaseCredential(ctx, req.(*ReleaseCredentialRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // BrokerService_ServiceDesc is the grpc.ServiceDesc for BrokerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -286,6 +366,14 @@ var BrokerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "BreakGlass",
 			Handler:    _BrokerService_BreakGlass_Handler,
+		},
+		{
+			MethodName: "RenewCredential",
+			Handler:    _BrokerService_RenewCredential_Handler,
+		},
+		{
+			MethodName: "ReleaseCredential",
+			Handler:    _BrokerService_ReleaseCredential_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
