@@ -57,6 +57,15 @@ func (s *Store) AppendEntry(ctx context.Context, build func(head audit.Entry, ok
 		if err := b.Put(seqKey(next.Seq), raw); err != nil {
 			return fmt.Errorf("put record %d: %w", next.Seq, err)
 		}
+		// Index the newest record about each credential, in the same
+		// transaction, so renew and release find it without a scan.
+		if next.GrantID != "" && next.CredentialRef != "" {
+			if ib := tx.Bucket(ledgerByGrantBucket); ib != nil {
+				if err := ib.Put([]byte(next.GrantID), seqKey(next.Seq)); err != nil {
+					return fmt.Errorf("index record %d by grant: %w", next.Seq, err)
+				}
+			}
+		}
 		out = next
 		return nil
 	}
@@ -190,4 +199,39 @@ func (s *Store) readChunk(after []byte) (recs []record, last []byte, done bool, 
 		return nil, nil, false, fmt.Errorf("scan ledger: %w", err)
 	}
 	return recs, last, done, nil
+}
+
+// GrantEntry returns the newest ledger entry about the credential of grant
+// grantID (its grant, a renewal, a release or a revocation), or ok=false if
+// the ledger has none. The index is written in the same transaction as the
+// entry, so it is never ahead of or behind the ledger.
+func (s *Store) GrantEntry(ctx context.Context, grantID string) (audit.Entry, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return audit.Entry{}, false, err
+	}
+	var raw []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		ib, b := tx.Bucket(ledgerByGrantBucket), tx.Bucket(ledgerBucket)
+		if ib == nil || b == nil {
+			return nil
+		}
+		seq := ib.Get([]byte(grantID))
+		if seq == nil {
+			return nil
+		}
+		v := b.Get(seq)
+		if v == nil {
+			return fmt.Errorf("index for grant %q points at a missing record: %w", grantID, audit.ErrTampered)
+		}
+		raw = bytes.Clone(v)
+		return nil
+	})
+	if err != nil || raw == nil {
+		return audit.Entry{}, false, err
+	}
+	e, err := audit.Decode(raw)
+	if err != nil {
+		return audit.Entry{}, false, fmt.Errorf("grant %q: %w", grantID, err)
+	}
+	return e, true, nil
 }
