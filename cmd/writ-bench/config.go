@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -33,6 +34,7 @@ type config struct {
 	Dir         string
 	Perf        bool
 	Keep        bool
+	CPUProfile  string
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -58,6 +60,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.Dir, "dir", "", "parent of the temporary data directory (default: the system temp dir); its filesystem is what fsync measures")
 	fs.BoolVar(&c.Perf, "perf", true, "count fsyncs per grant with 'perf stat' on syscall tracepoints, when perf is available")
 	fs.BoolVar(&c.Keep, "keep", false, "keep the data directory")
+	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of the whole run (both variants, client and broker) to this file")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -149,6 +152,17 @@ func (c config) run(ctx context.Context, args []string, stdout, stderr io.Writer
 		fmt.Fprintln(stderr, "data directory:", dir)
 	} else {
 		defer os.RemoveAll(dir)
+	}
+	if c.CPUProfile != "" {
+		f, err := os.Create(c.CPUProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	env := collectEnvironment(args, dir)
 	if env.Fsync, err = measureFsync(ctx, dir, 500, 2*time.Second); err != nil {

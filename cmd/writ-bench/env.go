@@ -42,14 +42,20 @@ func collectEnvironment(args []string, dir string) environment {
 		Kernel:     readTrim("/proc/sys/kernel/osrelease"),
 		Dir:        dir,
 		FS:         filesystemOf(dir),
-		LoadAvg:    readTrim("/proc/loadavg"),
+		LoadAvg:    loadAvg(),
 		Vault:      "not run",
 	}
 }
 
-// commandLine renders the invocation so it can be pasted into a shell.
+// commandLine renders the invocation so it can be pasted into a shell. A
+// binary built by "go run" (in a go-build temporary directory) is shown as
+// "go run ./cmd/writ-bench".
 func commandLine(args []string) string {
-	parts := []string{"go run ./cmd/writ-bench"}
+	prog := "go run ./cmd/writ-bench"
+	if exe := os.Args[0]; !strings.Contains(exe, "go-build") {
+		prog = exe
+	}
+	parts := []string{prog}
 	for _, a := range args {
 		if a == "" || strings.ContainsAny(a, " \t'\"$*?&|;<>()") {
 			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
@@ -126,4 +132,13 @@ func filesystemOf(dir string) string {
 		}
 	}
 	return best
+}
+
+// loadAvg returns the 1, 5 and 15-minute load averages.
+func loadAvg() string {
+	f := strings.Fields(readTrim("/proc/loadavg"))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }

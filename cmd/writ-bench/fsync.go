@@ -18,9 +18,6 @@ type fsyncResult struct {
 	Fdatasync *hdrhistogram.Histogram // µs: 4 KiB pwrite + fdatasync(2), what bbolt calls
 }
 
-// p50 is the fsync median; every durable result is normalised to it.
-func (f fsyncResult) p50() time.Duration { return usDur(f.Fsync.ValueAtQuantile(50)) }
-
 func (f fsyncResult) String() string {
 	return fmt.Sprintf("fsync p50 %s p99 %s, fdatasync p50 %s p99 %s (%d samples each, 4 KiB pwrite + sync, %s)",
 		fmtUS(f.Fsync.ValueAtQuantile(50)), fmtUS(f.Fsync.ValueAtQuantile(99)),

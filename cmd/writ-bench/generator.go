@@ -59,14 +59,6 @@ type blockResult struct {
 // achieved is the rate of successful grants completed inside the window.
 func (r blockResult) achieved() float64 { return float64(r.InWindow) / r.Window.Seconds() }
 
-// errRate is the fraction of started requests that failed.
-func (r blockResult) errRate() float64 {
-	if r.Started == 0 {
-		return 0
-	}
-	return float64(r.Errors) / float64(r.Started)
-}
-
 // recorder collects outcomes from concurrent requests.
 type recorder struct {
 	mu       sync.Mutex

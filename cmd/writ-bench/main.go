@@ -1,6 +1,6 @@
 // Command writ-bench measures the broker under open-loop load and compares
-// two variants of one design choice at a time (see
-// /work/shared/design/performance.md and docs/BENCHMARKS.md).
+// two variants of one design choice at a time, as the performance design
+// note asks; docs/BENCHMARKS.md holds the results and how to read them.
 //
 // Each scenario starts an in-process broker on loopback with real mTLS
 // (dev CA SVIDs), a real bbolt ledger in a temporary directory and the local

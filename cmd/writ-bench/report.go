@@ -64,7 +64,7 @@ func renderEnvironment(e environment) string {
 	row("data dir filesystem", e.FS)
 	row("fsync at start", fsyncCell(e.Fsync))
 	row("Vault", e.Vault)
-	row("load average at start", e.LoadAvg)
+	row("load average at start (1/5/15 min)", e.LoadAvg)
 	return b.String()
 }
 
@@ -107,7 +107,8 @@ func renderScenario(r *scenarioResult, rc runConfig, e environment) string {
 	fmt.Fprintf(&b, "### %s — %s\n\n", sc.ID, sc.Title)
 	fmt.Fprintf(&b, "- **A `%s`**: %s.\n- **B `%s`**: %s.\n", sc.A.Name, sc.A.Desc, sc.B.Name, sc.B.Desc)
 	fmt.Fprintf(&b, "- Ratios are **%s** (median of the per-block values of one over the other; in parentheses a 95%% bootstrap interval over blocks).\n", sc.RatioName)
-	fmt.Fprintf(&b, "- Run %s, took %s: `%s`.\n", r.Start.UTC().Format(time.RFC3339), r.End.Sub(r.Start).Round(time.Second), e.Command)
+	fmt.Fprintf(&b, "- Run %s, took %s, load average %s at the start and %s at the end (%d CPUs): `%s`.\n",
+		r.Start.UTC().Format(time.RFC3339), r.End.Sub(r.Start).Round(time.Second), r.LoadStart, r.LoadEnd, e.NumCPU, e.Command)
 	fmt.Fprintf(&b, "- Measured just before: %s.\n\n", fsyncCell(r.Fsync))
 
 	numIdx, denIdx := 0, 1
@@ -196,7 +197,7 @@ func renderScenario(r *scenarioResult, rc runConfig, e environment) string {
 		if i > 0 {
 			b.WriteString("; ")
 		}
-		fmt.Fprintf(&b, "%s %s", name, sloRate(r.Levels, i))
+		fmt.Fprintf(&b, "`%s` — %s", name, sloRate(r.Levels, i))
 	}
 	b.WriteString(".\n")
 

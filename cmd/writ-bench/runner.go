@@ -79,7 +79,10 @@ type scenarioResult struct {
 	Levels     []levelResult
 	After      []string
 	Start, End time.Time
-	PerfNote   string // why fsyncs were not counted, if they were not
+	// LoadStart and LoadEnd are the 1/5/15-minute load averages around
+	// the run: other work on the machine.
+	LoadStart, LoadEnd string
+	PerfNote           string // why fsyncs were not counted, if they were not
 }
 
 // runner runs scenarios and remembers whether perf works.
@@ -105,7 +108,7 @@ func (r *runner) logf(format string, args ...any) {
 // both variants and, at each offered load, Blocks open-loop blocks per
 // variant in the order A B A B …
 func (r *runner) run(ctx context.Context, sc *scenario) (*scenarioResult, error) {
-	res := &scenarioResult{Sc: sc, Start: time.Now()}
+	res := &scenarioResult{Sc: sc, Start: time.Now(), LoadStart: loadAvg()}
 	var err error
 	if res.Fsync, err = measureFsync(ctx, r.cfg.Dir, 1000, 3*time.Second); err != nil {
 		return nil, err
@@ -163,7 +166,7 @@ func (r *runner) run(ctx context.Context, sc *scenario) (*scenarioResult, error)
 	if sc.After != nil {
 		res.After = sc.After(ctx)
 	}
-	res.End = time.Now()
+	res.End, res.LoadEnd = time.Now(), loadAvg()
 	res.PerfNote = r.perfNote
 	return res, nil
 }

@@ -77,7 +77,7 @@ func ledgerScenario(dir string, p *pki) (_ *scenario, err error) {
 		ID: "R2", Name: scenarioLedger,
 		Title: "durable ledger vs no ledger",
 		A: variant{Name: "durable", Op: issueOp(brokerv1.NewBrokerServiceClient(ccA), entJWT),
-			Desc: "audit.Log over boltstore (bbolt, fdatasync per commit), as in production"},
+			Desc: "audit.Log over boltstore (bbolt; two fdatasyncs per commit), as in production"},
 		B: variant{Name: "none", Op: issueOp(brokerv1.NewBrokerServiceClient(ccB), entJWT),
 			Desc: "an in-memory ledger that only numbers events (upper bound; never in production)"},
 		RatioName: "durable / none", NumIsA: true, Durable: true,

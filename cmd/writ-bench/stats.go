@@ -23,12 +23,10 @@ func median(xs []float64) float64 {
 }
 
 // ratioCI is the ratio of the medians of num and den, with a 95% percentile
-// bootstrap interval over blocks and the min–max of the blockwise ratios
-// (blocks paired in run order).
+// bootstrap interval over blocks.
 type ratioCI struct {
-	Ratio, Lo, Hi  float64 // bootstrap
-	PairLo, PairHi float64 // min and max of num[i]/den[i]
-	OK             bool
+	Ratio, Lo, Hi float64
+	OK            bool
 }
 
 // bootstrapIters is the number of bootstrap resamples.
@@ -42,13 +40,7 @@ func ratioOfMedians(num, den []float64) ratioCI {
 	if len(num) == 0 || len(den) == 0 || median(den) == 0 {
 		return ratioCI{}
 	}
-	r := ratioCI{Ratio: median(num) / median(den), PairLo: math.Inf(1), PairHi: math.Inf(-1), OK: true}
-	for i := range min(len(num), len(den)) {
-		if den[i] != 0 {
-			q := num[i] / den[i]
-			r.PairLo, r.PairHi = min(r.PairLo, q), max(r.PairHi, q)
-		}
-	}
+	r := ratioCI{Ratio: median(num) / median(den), OK: true}
 	rng := rand.New(rand.NewPCG(1, 2))
 	ratios := make([]float64, 0, bootstrapIters)
 	a, b := make([]float64, len(num)), make([]float64, len(den))

@@ -8,13 +8,7 @@ import (
 
 // sleep blocks the calling OS thread for d with nanosleep(2). The caller
 // should be locked to its thread; the runtime hands its P to others meanwhile.
-var useTimeSleep bool
-
 func sleep(d time.Duration) {
-	if useTimeSleep {
-		time.Sleep(d)
-		return
-	}
 	ts := syscall.NsecToTimespec(int64(d))
 	for syscall.Nanosleep(&ts, &ts) == syscall.EINTR {
 	}
