@@ -160,6 +160,7 @@ type apprOptions struct {
 	issuers  map[approval.CredentialKind]broker.Issuer // replace the fakes by kind
 	path     string                                    // reuse a data file (restart)
 	notifier broker.Notifier                           // nil: record notifications
+	policy   string                                    // "": approvalPolicy
 	metrics  *broker.Metrics
 	ca       *devca.CA
 	clock    *clock
@@ -181,7 +182,11 @@ func newApprEnv(t *testing.T, o apprOptions) *apprEnv {
 	if e.path == "" {
 		e.path = filepath.Join(t.TempDir(), "writ.db")
 	}
-	pol, err := policy.Parse("policy.yaml", []byte(approvalPolicy))
+	polText := approvalPolicy
+	if o.policy != "" {
+		polText = o.policy
+	}
+	pol, err := policy.Parse("policy.yaml", []byte(polText))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,8 +200,10 @@ func newApprEnv(t *testing.T, o apprOptions) *apprEnv {
 		t.Fatal(err)
 	}
 	issuers := map[approval.CredentialKind]broker.Issuer{
-		approval.KindJWT:        &denyListIssuer{store: store, now: e.clock.Now},
-		approval.KindVaultToken: &fakeIssuer{},
+		approval.KindJWT:             &denyListIssuer{store: store, now: e.clock.Now},
+		approval.KindVaultToken:      &fakeIssuer{},
+		approval.KindVaultSecret:     &fakeIssuer{},
+		approval.KindVaultTransitJWT: &fakeIssuer{},
 	}
 	for k, v := range o.issuers {
 		issuers[k] = v
@@ -220,7 +227,7 @@ func newApprEnv(t *testing.T, o apprOptions) *apprEnv {
 	}
 	e.srv, err = broker.New(broker.Config{
 		Policy: pol, Issuers: issuers, Ledger: ledger, Approvals: svc, Revoker: e.revoker,
-		People: tokenPeople{}, Notifier: notifier, Now: e.clock.Now, Metrics: o.metrics,
+		People: tokenPeople{}, Notifier: notifier, Now: e.clock.Now, Metrics: o.metrics, Grants: store,
 		Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {

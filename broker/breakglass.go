@@ -90,7 +90,9 @@ func (s *Server) breakGlass(ctx context.Context, in approval.BreakGlassInput) (a
 		return approval.Credential{}, bg, fmt.Errorf("record break-glass credential on %s: %w: %w", bg.ID, errLedger, err)
 	}
 	bg.GrantID, bg.Credential = g.ID, cred.Ref
-	if _, err := s.record(context.WithoutCancel(ctx), bgEvent(ActionBreakGlass, "granted", bg, g, cred, bg.Reason)); err != nil {
+	granted := bgEvent(ActionBreakGlass, "granted", bg, g, cred, bg.Reason)
+	granted.Details[notAfterKey] = g.NotAfter.UTC().Format(time.RFC3339Nano)
+	if _, err := s.record(context.WithoutCancel(ctx), granted); err != nil {
 		s.revoke(ctx, issuer, cred.Ref)
 		return approval.Credential{}, bg, fmt.Errorf("record break-glass %s: %w: %w", bg.ID, errLedger, err)
 	}

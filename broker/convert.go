@@ -118,5 +118,17 @@ func credentialToProto(c approval.Credential, grantID, entitlement string, break
 		IssuedAt:    ts(c.IssuedAt),
 		ExpiresAt:   ts(c.Ref.Expires),
 		BreakGlass:  breakGlass,
+		Data:        dataToProto(c.Data),
 	}
+}
+
+func dataToProto(d map[string]approval.Secret) map[string]string {
+	if len(d) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(d))
+	for k, v := range d {
+		out[k] = string(v)
+	}
+	return out
 }

@@ -178,6 +178,9 @@ func grantEvent(action, outcome string, p approval.Principal, g approval.Grant, 
 	var details map[string]string
 	if g.RequestID != "" {
 		details = map[string]string{"request_id": g.RequestID}
+		if !g.NotAfter.IsZero() {
+			details[notAfterKey] = g.NotAfter.UTC().Format(time.RFC3339Nano)
+		}
 	}
 	return audit.Event{
 		Details:        details,
@@ -262,6 +265,10 @@ func kindToProto(k approval.CredentialKind) brokerv1.CredentialKind {
 		return brokerv1.CredentialKind_CREDENTIAL_KIND_JWT
 	case approval.KindVaultToken:
 		return brokerv1.CredentialKind_CREDENTIAL_KIND_VAULT_TOKEN
+	case approval.KindVaultSecret:
+		return brokerv1.CredentialKind_CREDENTIAL_KIND_VAULT_SECRET
+	case approval.KindVaultTransitJWT:
+		return brokerv1.CredentialKind_CREDENTIAL_KIND_VAULT_TRANSIT_JWT
 	default:
 		return brokerv1.CredentialKind_CREDENTIAL_KIND_UNSPECIFIED
 	}

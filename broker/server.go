@@ -96,6 +96,9 @@ type Config struct {
 	Revoker Revoker
 	// Notifier receives request events; nil sends none.
 	Notifier Notifier
+	// Grants finds a credential's newest ledger entry, for RenewCredential
+	// and ReleaseCredential; nil disables them.
+	Grants GrantLookup
 	// Metrics, if set, receives grant and ledger measurements.
 	Metrics *Metrics
 	// Logger defaults to discarding.
@@ -121,6 +124,7 @@ type Server struct {
 	people        PersonVerifier
 	revoker       Revoker
 	notifier      Notifier
+	grants        GrantLookup
 	watch         *watchHub
 	operators     map[spiffeid.ID]bool
 	metrics       *Metrics
@@ -157,6 +161,7 @@ func New(cfg Config) (*Server, error) {
 		people:        cfg.People,
 		revoker:       cfg.Revoker,
 		notifier:      cfg.Notifier,
+		grants:        cfg.Grants,
 		watch:         newWatchHub(),
 		operators:     make(map[spiffeid.ID]bool, len(cfg.Operators)),
 		metrics:       cfg.Metrics,

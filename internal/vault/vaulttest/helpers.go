@@ -3,6 +3,7 @@ package vaulttest
 import (
 	"crypto/x509"
 	"encoding/pem"
+	"strings"
 	"testing"
 	"time"
 
@@ -82,5 +83,44 @@ func (s *Server) enableOnce(t testing.TB, typ string) {
 	}
 	if _, ok := auths[typ+"/"]; !ok {
 		s.EnableAuth(t, typ, typ)
+	}
+}
+
+// DBRole is a database secrets engine role for PostgresEngine.
+type DBRole struct {
+	// Name of the role; credentials are read from database/creds/<Name>.
+	Name string
+	// DefaultTTL and MaxTTL are Vault durations such as "5m".
+	DefaultTTL, MaxTTL string
+}
+
+// PostgresEngine mounts Vault's database secrets engine at "database",
+// connects it to the PostgreSQL server at addr as superuser user/password,
+// and creates roles whose users may log in and SELECT on every table of the
+// public schema until their lease ends.
+func (s *Server) PostgresEngine(t testing.TB, addr, user, password string, roles ...DBRole) {
+	t.Helper()
+	names := make([]string, 0, len(roles))
+	for _, r := range roles {
+		names = append(names, r.Name)
+	}
+	s.Mount(t, "database", "database")
+	s.Write(t, "database/config/pg", map[string]any{
+		"plugin_name":       "postgresql-database-plugin",
+		"connection_url":    "postgresql://{{username}}:{{password}}@" + addr + "/postgres?sslmode=disable",
+		"username":          user,
+		"password":          password,
+		"allowed_roles":     strings.Join(names, ","),
+		"verify_connection": true,
+	})
+	creation := `CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';
+GRANT SELECT ON ALL TABLES IN SCHEMA public TO "{{name}}";`
+	for _, r := range roles {
+		s.Write(t, "database/roles/"+r.Name, map[string]any{
+			"db_name":             "pg",
+			"creation_statements": creation,
+			"default_ttl":         r.DefaultTTL,
+			"max_ttl":             r.MaxTTL,
+		})
 	}
 }
