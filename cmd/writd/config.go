@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -59,6 +60,10 @@ type SVIDConfig struct {
 	CertFile          string `yaml:"cert_file"`
 	KeyFile           string `yaml:"key_file"`
 	BundleFile        string `yaml:"bundle_file"`
+	// JWTBundleFile holds the trust domain's JWT-SVID signing keys (SPIFFE
+	// bundle JSON) for jwt_svid when PEM files are used; with a Workload API
+	// socket the agent serves them.
+	JWTBundleFile string `yaml:"jwt_bundle_file"`
 	// ReloadInterval is how often PEM files are checked for changes.
 	ReloadInterval time.Duration `yaml:"reload_interval"`
 }
@@ -75,10 +80,31 @@ type JWTConfig struct {
 type VaultConfig struct {
 	Address    string `yaml:"address"`
 	CACertFile string `yaml:"ca_cert_file"`
-	// TokenFile holds the broker's Vault token (mode 0600). The token is never
-	// written inline in this file.
+	// TokenFile holds a static Vault token (mode 0600): shorthand for
+	// auth: {method: token, token_file: …}. Secrets are never inline.
 	TokenFile string        `yaml:"token_file"`
 	Timeout   time.Duration `yaml:"timeout"`
+	// Auth is how the broker logs in to Vault.
+	Auth VaultAuthConfig `yaml:"auth"`
+	// TransitMount is the transit engine's mount (default "transit").
+	TransitMount string `yaml:"transit_mount"`
+}
+
+// VaultAuthConfig is the broker's own Vault login. Tokens from cert and
+// AppRole logins are renewed before they expire and re-acquired when lost.
+type VaultAuthConfig struct {
+	// Method is token, cert (TLS certificate auth with the broker's own
+	// X.509-SVID) or approle.
+	Method string `yaml:"method"`
+	// TokenFile holds the token for method token (mode 0600).
+	TokenFile string `yaml:"token_file"`
+	// CertRole is the cert auth role to log in as (optional).
+	CertRole string `yaml:"cert_role"`
+	// RoleIDFile and SecretIDFile hold the AppRole credentials (mode 0600).
+	RoleIDFile   string `yaml:"role_id_file"`
+	SecretIDFile string `yaml:"secret_id_file"`
+	// Mount is the auth method's mount path when not the default.
+	Mount string `yaml:"mount"`
 }
 
 // AdminConfig configures the admin API.
@@ -246,12 +272,33 @@ func (c Config) Validate() error {
 		} else if u.Scheme == "http" && !isLoopback(u.Hostname()) {
 			bad("vault.address", "%q uses plain HTTP to a non-loopback host; use https", v.Address)
 		}
-		if v.TokenFile == "" {
-			bad("vault.token_file", "is required: a file holding the broker's Vault token")
-		} else if fi, err := os.Stat(v.TokenFile); err != nil {
-			bad("vault.token_file", "%v", err)
-		} else if fi.Mode().Perm()&0o077 != 0 {
-			bad("vault.token_file", "%s is readable by group or others (mode %o); chmod 600 it", v.TokenFile, fi.Mode().Perm())
+		secretFile := func(field, path string) {
+			if path == "" {
+				bad(field, "is required")
+			} else if fi, err := os.Stat(path); err != nil {
+				bad(field, "%v", err)
+			} else if fi.Mode().Perm()&0o077 != 0 {
+				bad(field, "%s is readable by group or others (mode %o); chmod 600 it", path, fi.Mode().Perm())
+			}
+		}
+		switch method := v.Auth.Method; {
+		case v.TokenFile != "" && method != "":
+			bad("vault.token_file", "use either vault.token_file or vault.auth, not both")
+		case v.TokenFile != "":
+			secretFile("vault.token_file", v.TokenFile)
+		case method == "token":
+			secretFile("vault.auth.token_file", v.Auth.TokenFile)
+		case method == "approle":
+			secretFile("vault.auth.role_id_file", v.Auth.RoleIDFile)
+			secretFile("vault.auth.secret_id_file", v.Auth.SecretIDFile)
+		case method == "cert":
+			if !strings.HasPrefix(v.Address, "https://") {
+				bad("vault.auth.method", "cert auth needs TLS: vault.address must be https")
+			}
+		case method == "":
+			bad("vault.auth", "set vault.token_file, or vault.auth.method (token, cert or approle)")
+		default:
+			bad("vault.auth.method", "%q is not token, cert or approle", method)
 		}
 		if v.Timeout < 0 {
 			bad("vault.timeout", "must not be negative")
@@ -268,6 +315,7 @@ func (c Config) Validate() error {
 	if c.ShutdownTimeout <= 0 {
 		bad("shutdown_timeout", "must be positive")
 	}
+	errs = append(errs, c.validateJWTSVID()...)
 	return errors.Join(errs...)
 }
 

@@ -44,15 +44,17 @@ type Main struct {
 	log    *slog.Logger
 	closer []func() error
 
-	grpcServer  *grpc.Server
-	adminServer *grpc.Server
-	httpServer  *http.Server
-	health      *health.Server
+	grpcServer    *grpc.Server
+	adminServer   *grpc.Server
+	jwtSVIDServer *grpc.Server
+	httpServer    *http.Server
+	health        *health.Server
 
 	// GRPCAddr and HTTPAddr are the bound addresses (useful with port 0).
-	GRPCAddr  net.Addr
-	AdminAddr net.Addr
-	HTTPAddr  net.Addr
+	GRPCAddr    net.Addr
+	AdminAddr   net.Addr
+	HTTPAddr    net.Addr
+	JWTSVIDAddr net.Addr
 }
 
 // Start builds every component from cfg and opens the listeners. The
@@ -115,6 +117,14 @@ func start(ctx context.Context, cfg Config, logOut io.Writer, opts startOptions)
 		return nil, err
 	}
 
+	src, err := m.svidSource(ctx)
+	if err != nil {
+		return nil, err
+	}
+	m.closer = append(m.closer, src.Close)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
 	issuers := map[approval.CredentialKind]broker.Issuer{}
 	jwtIss, err := jwtissuer.New(jwtissuer.Config{
 		KeyFile:   filepath.Join(cfg.DataDir, "jwt-signing-key.pem"),
@@ -127,22 +137,26 @@ func start(ctx context.Context, cfg Config, logOut io.Writer, opts startOptions)
 		return nil, err
 	}
 	issuers[approval.KindJWT] = jwtIss
+	var transit *vault.TransitJWTIssuer
 	if cfg.Vault != nil {
-		token, err := readSecretFile(cfg.Vault.TokenFile)
-		if err != nil {
-			return nil, fmt.Errorf("vault.token_file: %w", err)
-		}
-		v, err := vault.New(vault.Config{
-			Address:    cfg.Vault.Address,
-			Token:      token,
-			CACertFile: cfg.Vault.CACertFile,
-			Timeout:    cfg.Vault.Timeout,
-			Logger:     m.log,
-		})
+		vc, err := newVaultClient(ctx, *cfg.Vault, src, reg, m.log)
 		if err != nil {
 			return nil, err
 		}
-		issuers[approval.KindVaultToken] = v
+		m.closer = append(m.closer, vc.Close)
+		if issuers[approval.KindVaultToken], err = vault.NewTokenIssuerWithClient(vc); err != nil {
+			return nil, err
+		}
+		if issuers[approval.KindVaultSecret], err = vault.NewSecretIssuer(vault.SecretIssuerConfig{Client: vc}); err != nil {
+			return nil, err
+		}
+		if keys := transitKeys(pol); len(keys) > 0 {
+			transit, err = vault.NewTransitJWTIssuer(vault.TransitJWTConfig{Client: vc, Issuer: cfg.JWT.Issuer, Keys: keys, Mount: cfg.Vault.TransitMount, DenyList: store})
+			if err != nil {
+				return nil, err
+			}
+			issuers[approval.KindVaultTransitJWT] = transit
+		}
 	}
 
 	approvals, err := approval.NewService(approval.ServiceConfig{Store: store, BreakGlass: store, Policy: func() *approval.Policy { return pol }})
@@ -192,14 +206,11 @@ func start(ctx context.Context, cfg Config, logOut io.Writer, opts startOptions)
 		notifier = wh
 	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-
 	// The HTTP listener comes first: in dev mode the OIDC verifier fetches
 	// the dev issuer's keys from it.
 	if cfg.HTTP.Listen != "" {
 		mux := http.NewServeMux()
-		mux.Handle("GET /.well-known/jwks.json", jwtIss.Handler())
+		mux.Handle("GET /.well-known/jwks.json", jwksHandler(jwtIss, transit, m.log))
 		mux.Handle("GET /.well-known/writ-revoked-jwts.json", jwtissuer.RevokedHandler(func(ctx context.Context, now time.Time) ([]jwtissuer.Revoked, error) {
 			denied, err := store.DeniedJTIs(ctx, now)
 			out := make([]jwtissuer.Revoked, 0, len(denied))
@@ -257,18 +268,13 @@ func start(ctx context.Context, cfg Config, logOut io.Writer, opts startOptions)
 		People:    people,
 		Revoker:   revoker,
 		Notifier:  notifier,
+		Grants:    store,
 		Metrics:   broker.NewMetrics(reg, func(name string) bool { _, ok := pol.Entitlements[name]; return ok }),
 		Logger:    m.log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", cfg.Policy, err)
 	}
-
-	src, err := m.svidSource(ctx)
-	if err != nil {
-		return nil, err
-	}
-	m.closer = append(m.closer, src.Close)
 
 	m.grpcServer = grpc.NewServer(append(serverLimits(),
 		grpc.Creds(spiffe.ServerCredentials(src, tlsconfig.AuthorizeMemberOf(td))),
@@ -327,6 +333,7 @@ func start(ctx context.Context, cfg Config, logOut io.Writer, opts startOptions)
 		slog.String("grpc", m.GRPCAddr.String()),
 		slog.Any("admin", m.AdminAddr),
 		slog.Any("http", m.HTTPAddr),
+		slog.Any("jwt_svid", m.JWTSVIDAddr),
 		slog.String("trust_domain", td.Name()),
 		slog.Int("entitlements", len(pol.Entitlements)),
 		slog.String("data_dir", cfg.DataDir))
@@ -385,7 +392,7 @@ func (m *Main) Shutdown() {
 	m.health.Shutdown()
 	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.ShutdownTimeout)
 	defer cancel()
-	for _, gs := range []*grpc.Server{m.grpcServer, m.adminServer} {
+	for _, gs := range []*grpc.Server{m.grpcServer, m.adminServer, m.jwtSVIDServer} {
 		if gs == nil {
 			continue
 		}
