@@ -98,10 +98,10 @@ func TestPolicy_DecideBreakGlass(t *testing.T) {
 	}{
 		{name: "allowed workload for itself", in: approval.BreakGlassInput{Taker: orders, Reason: "orders are failing"},
 			want: approval.Grant{ID: "g1", Principal: orders, Entitlement: "orders-db.write", Recipe: approval.Recipe{Kind: approval.KindVaultToken, Role: "writ-orders-write"},
-				Rule: "entitlements.orders-db.write.break_glass", TTL: 5 * time.Minute, IssuedAt: now, Expires: now.Add(5 * time.Minute), BreakGlass: true}},
+				Rule: "entitlements.orders-db.write.break_glass", TTL: 5 * time.Minute, IssuedAt: now, Expires: now.Add(5 * time.Minute), BreakGlass: true, NotAfter: now.Add(5 * time.Minute)}},
 		{name: "sre person for the migrate workload", in: approval.BreakGlassInput{Taker: sam, TakerGroups: []string{"sre"}, Beneficiary: migrate, Reason: "stuck migration", TTL: time.Minute},
 			want: approval.Grant{ID: "g1", Principal: migrate, Entitlement: "orders-db.write", Recipe: approval.Recipe{Kind: approval.KindVaultToken, Role: "writ-orders-write"},
-				Rule: "entitlements.orders-db.write.break_glass", TTL: time.Minute, IssuedAt: now, Expires: now.Add(time.Minute), BreakGlass: true}},
+				Rule: "entitlements.orders-db.write.break_glass", TTL: time.Minute, IssuedAt: now, Expires: now.Add(time.Minute), BreakGlass: true, NotAfter: now.Add(5 * time.Minute)}},
 		{name: "migrate workload is a requester but not allowed to break glass", in: approval.BreakGlassInput{Taker: migrate, Reason: "x"}, wantErr: approval.ErrNotEligible},
 		{name: "ttl above the break-glass cap names it", in: approval.BreakGlassInput{Taker: orders, Reason: "x", TTL: 10 * time.Minute},
 			wantErr: approval.ErrTTLTooLong, wantMsg: "break-glass max_ttl 5m0s"},

@@ -80,6 +80,9 @@ func CompileCondition(expr string) (approval.Condition, error) {
 	return c, nil
 }
 
+// compileMu serializes env.Compile; see compile.
+var compileMu sync.Mutex
+
 // compile does the work of CompileCondition; its errors are phrased to
 // follow the condition's field path.
 func compile(expr string) (*condition, error) {
@@ -90,7 +93,13 @@ func compile(expr string) (*condition, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot be compiled: %w", err)
 	}
+	// cel-go shares its type checker's lazily built tables across compiles
+	// of one environment without a lock (a race seen under -race when a
+	// compile with an undeclared name meets one with a comprehension), so
+	// compiles are serialized. They happen at policy load, not per request.
+	compileMu.Lock()
 	ast, iss := env.Compile(expr)
+	compileMu.Unlock()
 	if iss.Err() != nil {
 		multiline := strings.Contains(expr, "\n")
 		msgs := make([]string, 0, len(iss.Errors()))
@@ -109,7 +118,9 @@ func compile(expr string) (*condition, error) {
 	if t := ast.OutputType(); !t.IsExactType(cel.BoolType) {
 		return nil, fmt.Errorf("must evaluate to a bool, but its type is %s", t)
 	}
+	compileMu.Lock()
 	prg, err := env.Program(ast, celProgramOptions(ConditionCostLimit)...)
+	compileMu.Unlock()
 	if err != nil {
 		return nil, fmt.Errorf("cannot be compiled: %w", err)
 	}

@@ -22,13 +22,43 @@
 //	    requesters:                 # at least one SPIFFE ID in trust_domain:
 //	      - spiffe://writ.dev/demo          # exactly this workload, or
 //	      - spiffe://writ.dev/ns/prod/*     # any workload under /ns/prod/
-//	    issuer:                     # exactly one of:
+//	    issuer:                     # exactly one of (see Issuers below):
 //	      jwt: {audience: [orders-api]}     # a JWT; at least one audience
-//	      # vault_token: {role: writ-orders} # a Vault token; role [a-zA-Z0-9_-]+
+//	      # vault_token: {role: writ-orders}
+//	      # vault_secret: {path: database/creds/orders-ro}
+//	      # vault_transit_jwt: {key: writ-jwt, audience: [orders-api]}
 //	    approval:
 //	      mode: auto                # auto or approvers
 //	      condition: 'request.ttl <= duration("10m")'  # optional, mode auto only
 //	    break_glass: {…}            # optional; see Break-glass below
+//
+// # Issuers
+//
+// The issuer block says what a grant mints. It holds exactly one of these
+// keys, each a mapping with exactly the fields shown:
+//
+//	jwt: {audience: [orders-api]}
+//	vault_token: {role: writ-orders}
+//	vault_secret: {path: database/creds/orders-ro}
+//	vault_transit_jwt: {key: writ-jwt, audience: [orders-api]}
+//
+// jwt is a JWT signed by writd's own key. audience, the "aud" claim, is a
+// list of one or more non-empty strings.
+//
+// vault_token is a Vault token created from the token role role (1-128 of
+// letters, digits, '_' and '-'), at auth/token/create/<role>.
+//
+// vault_secret is a dynamic secret, held under a Vault lease, read from path
+// in Vault, such as database credentials from <mount>/creds/<role>. path is
+// 1 to 256 bytes of segments made of letters, digits, '_', '-' and '.',
+// separated by single '/': no leading or trailing '/', no empty segment and
+// no "." or ".." segment, so it cannot climb out of its mount or carry a
+// query or an encoded character.
+//
+// vault_transit_jwt is a JWT signed by the Vault transit key key (1-128 of
+// letters, digits, '_' and '-'), whose private half never leaves Vault.
+// audience follows the jwt rules. Kinds returns the kinds a policy uses, so
+// a daemon builds only the issuers it needs.
 //
 // # Approvers
 //

@@ -1,7 +1,9 @@
 package policy
 
 import (
+	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -16,14 +18,23 @@ const MaxTTLLimit = 24 * time.Hour
 var (
 	nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
 	roleRE = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,128}$`)
+	// transitKeyRE is a Vault transit key name: one path segment, never
+	// "." or "..".
+	transitKeyRE = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,128}$`)
+	// vaultSegmentRE is one segment of a vault_secret path.
+	vaultSegmentRE = regexp.MustCompile(`^[a-zA-Z0-9_.-]+$`)
 )
+
+// MaxVaultPathLen is the longest vault_secret path a policy may give, in
+// bytes.
+const MaxVaultPathLen = 256
 
 var (
 	entitlementFields = []string{"name", "owner", "purpose", "max_ttl", "requesters", "issuer", "approval", "break_glass"}
 	// requiredEntitlementFields are entitlementFields less the optional
 	// break_glass.
 	requiredEntitlementFields = []string{"name", "owner", "purpose", "max_ttl", "requesters", "issuer", "approval"}
-	issuerFields              = []string{string(approval.KindJWT), string(approval.KindVaultToken)}
+	issuerFields              = []string{string(approval.KindJWT), string(approval.KindVaultToken), string(approval.KindVaultSecret), string(approval.KindVaultTransitJWT)}
 	approvalFields            = []string{"mode", "condition", "stages", "window", "pending_ttl", "reason", "ticket"}
 )
 
@@ -142,7 +153,11 @@ func (d *decoder) requesters(n *yaml.Node, path, trustDomain string, tdOK bool) 
 	return out
 }
 
-// issuer decodes the recipe: exactly one of jwt or vault_token.
+// issuerChoices lists the issuer kinds for "set exactly one of" messages.
+var issuerChoices = strings.Join(issuerFields[:len(issuerFields)-1], ", ") + " or " + issuerFields[len(issuerFields)-1]
+
+// issuer decodes the recipe: exactly one of jwt, vault_token, vault_secret
+// or vault_transit_jwt.
 func (d *decoder) issuer(n *yaml.Node, path string) approval.Recipe {
 	fields, ok := d.mapping(n, path, issuerFields, nil)
 	if !ok {
@@ -150,40 +165,54 @@ func (d *decoder) issuer(n *yaml.Node, path string) approval.Recipe {
 	}
 	switch len(fields) {
 	case 0:
-		d.errorf(n, path, "set exactly one of jwt or vault_token")
+		d.errorf(n, path, "set exactly one of %s", issuerChoices)
 		return approval.Recipe{}
 	case 1:
 	default:
-		d.errorf(n, path, "set only one of jwt or vault_token, not both")
+		var names []string // in file order
+		for i := 0; i < len(n.Content); i += 2 {
+			if k := n.Content[i]; fields[k.Value].key == k {
+				names = append(names, k.Value)
+			}
+		}
+		d.errorf(n, path, "set only one of %s, not %s and %s", issuerChoices, strings.Join(names[:len(names)-1], ", "), names[len(names)-1])
 		return approval.Recipe{}
 	}
 	if f, ok := fields[string(approval.KindJWT)]; ok {
-		p := join(path, string(approval.KindJWT))
-		r := approval.Recipe{Kind: approval.KindJWT}
-		jf, ok := d.mapping(f.val, p, []string{"audience"}, []string{"audience"})
-		if !ok {
-			return r
-		}
-		if a, ok := jf["audience"]; ok {
-			ap := join(p, "audience")
-			items, _ := d.list(a.val, ap, "at least one audience is required")
-			for i, item := range items {
-				if s, ok := d.str(item, index(ap, i)); ok {
-					r.Audience = append(r.Audience, s)
-				}
-			}
-		}
-		return r
+		return d.jwtRecipe(f.val, join(path, string(approval.KindJWT)))
 	}
-	f := fields[string(approval.KindVaultToken)]
-	p := join(path, string(approval.KindVaultToken))
-	r := approval.Recipe{Kind: approval.KindVaultToken}
-	vf, ok := d.mapping(f.val, p, []string{"role"}, []string{"role"})
+	if f, ok := fields[string(approval.KindVaultToken)]; ok {
+		return d.vaultTokenRecipe(f.val, join(path, string(approval.KindVaultToken)))
+	}
+	if f, ok := fields[string(approval.KindVaultSecret)]; ok {
+		return d.vaultSecretRecipe(f.val, join(path, string(approval.KindVaultSecret)))
+	}
+	f := fields[string(approval.KindVaultTransitJWT)]
+	return d.vaultTransitJWTRecipe(f.val, join(path, string(approval.KindVaultTransitJWT)))
+}
+
+// jwtRecipe decodes jwt: {audience: [...]}.
+func (d *decoder) jwtRecipe(n *yaml.Node, path string) approval.Recipe {
+	r := approval.Recipe{Kind: approval.KindJWT}
+	fields, ok := d.mapping(n, path, []string{"audience"}, []string{"audience"})
 	if !ok {
 		return r
 	}
-	if rf, ok := vf["role"]; ok {
-		rp := join(p, "role")
+	if a, ok := fields["audience"]; ok {
+		r.Audience = d.audience(a.val, join(path, "audience"))
+	}
+	return r
+}
+
+// vaultTokenRecipe decodes vault_token: {role: ...}.
+func (d *decoder) vaultTokenRecipe(n *yaml.Node, path string) approval.Recipe {
+	r := approval.Recipe{Kind: approval.KindVaultToken}
+	fields, ok := d.mapping(n, path, []string{"role"}, []string{"role"})
+	if !ok {
+		return r
+	}
+	if rf, ok := fields["role"]; ok {
+		rp := join(path, "role")
 		if s, ok := d.str(rf.val, rp); ok {
 			if roleRE.MatchString(s) {
 				r.Role = s
@@ -193,4 +222,103 @@ func (d *decoder) issuer(n *yaml.Node, path string) approval.Recipe {
 		}
 	}
 	return r
+}
+
+// vaultSecretRecipe decodes vault_secret: {path: ...}.
+func (d *decoder) vaultSecretRecipe(n *yaml.Node, path string) approval.Recipe {
+	r := approval.Recipe{Kind: approval.KindVaultSecret}
+	fields, ok := d.mapping(n, path, []string{"path"}, []string{"path"})
+	if !ok {
+		return r
+	}
+	if pf, ok := fields["path"]; ok {
+		pp := join(path, "path")
+		if s, ok := d.str(pf.val, pp); ok {
+			if msg := vaultPathProblem(s); msg != "" {
+				d.errorf(pf.val, pp, "%s", msg)
+			} else {
+				r.Path = s
+			}
+		}
+	}
+	return r
+}
+
+// vaultTransitJWTRecipe decodes vault_transit_jwt: {key: ..., audience: [...]}.
+func (d *decoder) vaultTransitJWTRecipe(n *yaml.Node, path string) approval.Recipe {
+	r := approval.Recipe{Kind: approval.KindVaultTransitJWT}
+	fields, ok := d.mapping(n, path, []string{"key", "audience"}, []string{"key", "audience"})
+	if !ok {
+		return r
+	}
+	if kf, ok := fields["key"]; ok {
+		kp := join(path, "key")
+		if s, ok := d.str(kf.val, kp); ok {
+			if transitKeyRE.MatchString(s) {
+				r.TransitKey = s
+			} else {
+				d.errorf(kf.val, kp, "%q is not a valid Vault transit key name (1-128 of letters, digits, '_' and '-')", s)
+			}
+		}
+	}
+	if a, ok := fields["audience"]; ok {
+		r.Audience = d.audience(a.val, join(path, "audience"))
+	}
+	return r
+}
+
+// audience decodes a JWT audience: a list of one or more non-empty strings.
+func (d *decoder) audience(n *yaml.Node, path string) []string {
+	items, _ := d.list(n, path, "at least one audience is required")
+	var out []string
+	for i, item := range items {
+		if s, ok := d.str(item, index(path, i)); ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// vaultPathProblem returns why p is not an acceptable vault_secret path, or
+// "" if it is one: 1 to MaxVaultPathLen bytes of segments made of letters,
+// digits, '_', '-' and '.', separated by single '/', with no leading or
+// trailing '/' and no "." or ".." segment. Such a path cannot climb out of
+// its mount or smuggle a query, an encoded character or a NUL into the
+// request to Vault (reliability case T37).
+func vaultPathProblem(p string) string {
+	if len(p) > MaxVaultPathLen {
+		return fmt.Sprintf("Vault path is %d bytes long; the limit is %d", len(p), MaxVaultPathLen)
+	}
+	segs := strings.Split(p, "/")
+	for _, seg := range segs {
+		if !vaultSegmentRE.MatchString(seg) && seg != "" {
+			return fmt.Sprintf("%q is not a valid Vault path (segments of letters, digits, '_', '-' and '.', separated by '/')", p)
+		}
+	}
+	for _, seg := range segs {
+		switch seg {
+		case "":
+			return fmt.Sprintf("%q is not a valid Vault path: write it without a leading or trailing '/' and without empty segments (\"//\")", p)
+		case ".", "..":
+			return fmt.Sprintf("%q is not a valid Vault path: \".\" and \"..\" segments are not allowed", p)
+		}
+	}
+	return ""
+}
+
+// Kinds returns the distinct credential kinds that p's entitlements use,
+// sorted, so that a daemon builds only the issuers its policy needs. It
+// returns nil for a nil policy or one without entitlements.
+func Kinds(p *approval.Policy) []approval.CredentialKind {
+	if p == nil {
+		return nil
+	}
+	var kinds []approval.CredentialKind
+	for _, e := range p.Entitlements {
+		if e != nil && !slices.Contains(kinds, e.Recipe.Kind) {
+			kinds = append(kinds, e.Recipe.Kind)
+		}
+	}
+	slices.Sort(kinds)
+	return kinds
 }

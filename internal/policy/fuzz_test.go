@@ -3,11 +3,16 @@ package policy
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/writ-dev/writ/approval"
 )
+
+// fuzzVaultPathRE is what a vault_secret path must look like: segments of
+// letters, digits, '_', '.' and '-' separated by single slashes.
+var fuzzVaultPathRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$`)
 
 // FuzzParse checks that Parse never panics, that it returns a policy or an
 // error but not both, and that every policy it accepts obeys the file rules.
@@ -26,6 +31,8 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(head + entitlement))
 	f.Add([]byte(with("      mode: auto\n", "      mode: auto\n      condition: 'request.path.startsWith(\"/ns/\") && now < timestamp(\"2031-01-01T00:00:00Z\")'\n")))
 	f.Add([]byte(with("jwt: {audience: [orders-api]}", "vault_token: {role: r}", "mode: auto", "mode: approvers")))
+	f.Add([]byte(with("jwt: {audience: [orders-api]}", "vault_secret: {path: database/creds/orders-ro}")))
+	f.Add([]byte(with("jwt: {audience: [orders-api]}", "vault_transit_jwt: {key: writ-jwt, audience: [orders-api]}")))
 	f.Add([]byte(approvers(stagesAndWindow + "      reason: {required: true, pattern: '^[A-Z].*$', max_len: 100}\n      ticket: 'CHG-[0-9]+'\n")))
 	f.Add([]byte("a: &a [*a, *a]\nb: *a\n"))
 	f.Add([]byte(breakGlass("      reviewers:", "      block_while_overdue: false\n      reviewers:")))
@@ -51,6 +58,38 @@ func FuzzParse(f *testing.F) {
 		for name, e := range p.Entitlements {
 			if e.Name != name || e.MaxTTL <= 0 || e.MaxTTL > MaxTTLLimit || len(e.Requesters) == 0 || e.Recipe.Kind == "" || e.Owner == "" {
 				t.Errorf("accepted an invalid entitlement: %+v", e)
+			}
+			r := e.Recipe
+			switch r.Kind {
+			case approval.KindJWT:
+				if len(r.Audience) == 0 || r.Role != "" || r.Path != "" || r.TransitKey != "" {
+					t.Errorf("accepted an invalid jwt recipe: %+v", r)
+				}
+			case approval.KindVaultToken:
+				if !roleRE.MatchString(r.Role) || len(r.Audience) != 0 || r.Path != "" || r.TransitKey != "" {
+					t.Errorf("accepted an invalid vault_token recipe: %+v", r)
+				}
+			case approval.KindVaultSecret:
+				// Checked independently of vaultPathProblem (T37).
+				if !fuzzVaultPathRE.MatchString(r.Path) || len(r.Path) > MaxVaultPathLen || len(r.Audience) != 0 || r.Role != "" || r.TransitKey != "" {
+					t.Errorf("accepted an invalid vault_secret recipe: %+v", r)
+				}
+				for _, seg := range strings.Split(r.Path, "/") {
+					if seg == "." || seg == ".." {
+						t.Errorf("accepted vault_secret path %q", r.Path)
+					}
+				}
+			case approval.KindVaultTransitJWT:
+				if !transitKeyRE.MatchString(r.TransitKey) || len(r.Audience) == 0 || r.Role != "" || r.Path != "" {
+					t.Errorf("accepted an invalid vault_transit_jwt recipe: %+v", r)
+				}
+			default:
+				t.Errorf("accepted recipe kind %q", r.Kind)
+			}
+			for _, a := range r.Audience {
+				if strings.TrimSpace(a) == "" {
+					t.Errorf("accepted an empty audience: %+v", r)
+				}
 			}
 			switch e.Mode {
 			case approval.ModeAuto:

@@ -243,15 +243,82 @@ func TestParse_Errors(t *testing.T) {
 
 		// Issuer.
 		{"no issuer kind", with("      jwt: {audience: [orders-api]}\n", "      {}\n"),
-			[]wantErr{{"policy.yaml:11: entitlements[0].issuer: ", "set exactly one of jwt or vault_token"}}},
+			[]wantErr{{"policy.yaml:11: entitlements[0].issuer: ", "set exactly one of jwt, vault_token, vault_secret or vault_transit_jwt"}}},
 		{"two issuer kinds", with("      jwt: {audience: [orders-api]}\n", "      jwt: {audience: [orders-api]}\n      vault_token: {role: r}\n"),
-			[]wantErr{{"policy.yaml:11: entitlements[0].issuer: ", "set only one of jwt or vault_token, not both"}}},
+			[]wantErr{{"policy.yaml:11: entitlements[0].issuer: ", "set only one of jwt, vault_token, vault_secret or vault_transit_jwt, not jwt and vault_token"}}},
+		{"three issuer kinds, named in file order", with("      jwt: {audience: [orders-api]}\n", "      vault_transit_jwt: {key: k, audience: [a]}\n      vault_secret: {path: a/b}\n      jwt: {audience: [orders-api]}\n"),
+			[]wantErr{{"policy.yaml:11: entitlements[0].issuer: ", "set only one of jwt, vault_token, vault_secret or vault_transit_jwt, not vault_transit_jwt, vault_secret and jwt"}}},
+		{"unknown issuer kind", with("jwt: {audience: [orders-api]}", "vault_secrets: {path: a/b}"),
+			[]wantErr{
+				{"policy.yaml:11: entitlements[0].issuer.vault_secrets: ", `unknown field; did you mean "vault_secret"? (allowed here: jwt, vault_token, vault_secret, vault_transit_jwt)`},
+				{"policy.yaml:11: entitlements[0].issuer: ", "set exactly one of"},
+			}},
 		{"no audience", with("[orders-api]", "[]"),
 			[]wantErr{{"policy.yaml:11: entitlements[0].issuer.jwt.audience: ", "at least one audience is required"}}},
 		{"vault role with a slash", with("jwt: {audience: [orders-api]}", "vault_token: {role: a/b}"),
 			[]wantErr{{"policy.yaml:11: entitlements[0].issuer.vault_token.role: ", `"a/b" is not a valid Vault token role name (1-128 of letters, digits, '_' and '-')`}}},
 		{"vault role with dots", with("jwt: {audience: [orders-api]}", "vault_token: {role: ..}"),
 			[]wantErr{{"policy.yaml:11: entitlements[0].issuer.vault_token.role: ", `".." is not a valid Vault token role name`}}},
+		{"vault_secret without a path", with("jwt: {audience: [orders-api]}", "vault_secret: {}"),
+			[]wantErr{{"policy.yaml:11: entitlements[0].issuer.vault_secret: ", `missing required field "path"`}}},
+		{"vault_secret with an unknown field", with("jwt: {audience: [orders-api]}", "vault_secret: {path: a/b, role: r}"),
+			[]wantErr{{"policy.yaml:11: entitlements[0].issuer.vault_secret.role: ", "unknown field (allowed here: path)"}}},
+		{"vault_secret is not a mapping", with("jwt: {audience: [orders-api]}", "vault_secret: database/creds/x"),
+			[]wantErr{{"policy.yaml:11: entitlements[0].issuer.vault_secret: ", `must be a mapping, got the string "database/creds/x"`}}},
+		{"vault_secret path is empty", with("jwt: {audience: [orders-api]}", `vault_secret: {path: ""}`),
+			[]wantErr{{"policy.yaml:11: entitlements[0].issuer.vault_secret.path: ", "must not be empty"}}},
+		{"vault_secret path with a '..' segment", with("jwt: {audience: [orders-api]}", "vault_secret: {path: database/creds/../../sys/raw}"),
+			[]wantErr{{"policy.yaml:11: entitlements[0].issuer.vault_secret.path: ", `"database/creds/../../sys/raw" is not a valid Vault path: "." and ".." segments are not allowed`}}},
+		{"vault_secret path with a '.' segment", with("jwt: {audience: [orders-api]}", "vault_secret: {path: database/./creds/x}"),
+			[]wantErr{{"policy.yaml:11: entitlements[0].issuer.vault_secret.path: ", `"database/./creds/x" is not a valid Vault path: "." and ".." segments are not allowed`}}},
+		{"vault_secret path that is only '..'", with("jwt: {audience: [orders-api]}", "vault_secret: {path: ..}"),
+			[]wantErr{{"policy.yaml:11: entitlements[0].issuer.vault_secret.path: ", `".." is not a valid Vault path: "." and ".." segments are not allowed`}}},
+		{"vault_secret path with a leading slash", with("jwt: {audience: [orders-api]}", "vault_secret: {path: /database/creds/x}"),
+			[]wantErr{{"policy.yaml:11: entitlements[0].issuer.vault_secret.path: ", `"/database/creds/x" is not a valid Vault path: write it without a leading or trailing '/' and without empty segments ("//")`}}},
+		{"vault_secret path with a trailing slash", with("jwt: {audience: [orders-api]}", "vault_secret: {path: database/creds/x/}"),
+			[]wantErr{{"policy.yaml:11: entitlements[0].issuer.vault_secret.path: ", `"database/creds/x/" is not a valid Vault path: write it without a leading or trailing '/'`}}},
+		{"vault_secret path with an empty segment", with("jwt: {audience: [orders-api]}", "vault_secret: {path: database//creds/x}"),
+			[]wantErr{{"policy.yaml:11: entitlements[0].issuer.vault_secret.path: ", `"database//creds/x" is not a valid Vault path: write it without a leading or trailing '/' and without empty segments ("//")`}}},
+		{"vault_secret path with a query", with("jwt: {audience: [orders-api]}", "vault_secret: {path: 'database/creds/x?list=true'}"),
+			[]wantErr{{"policy.yaml:11: entitlements[0].issuer.vault_secret.path: ", `"database/creds/x?list=true" is not a valid Vault path (segments of letters, digits, '_', '-' and '.', separated by '/')`}}},
+		{"vault_secret path with an encoded slash", with("jwt: {audience: [orders-api]}", "vault_secret: {path: database/creds/%2e%2e}"),
+			[]wantErr{{"policy.yaml:11: entitlements[0].issuer.vault_secret.path: ", `"database/creds/%2e%2e" is not a valid Vault path (segments of`}}},
+		{"vault_secret path with a NUL", with("jwt: {audience: [orders-api]}", `vault_secret: {path: "database/creds/x\0"}`),
+			[]wantErr{{"policy.yaml:11: entitlements[0].issuer.vault_secret.path: ", `"database/creds/x\x00" is not a valid Vault path (segments of`}}},
+		{"vault_secret path with a space", with("jwt: {audience: [orders-api]}", `vault_secret: {path: "database/creds/orders ro"}`),
+			[]wantErr{{"policy.yaml:11: entitlements[0].issuer.vault_secret.path: ", `"database/creds/orders ro" is not a valid Vault path (segments of`}}},
+		{"vault_secret path with a backslash", with("jwt: {audience: [orders-api]}", `vault_secret: {path: 'database\creds'}`),
+			[]wantErr{{"policy.yaml:11: entitlements[0].issuer.vault_secret.path: ", `"database\\creds" is not a valid Vault path (segments of`}}},
+		{"vault_secret path with a non-ASCII letter", with("jwt: {audience: [orders-api]}", "vault_secret: {path: database/creds/ördres}"),
+			[]wantErr{{"policy.yaml:11: entitlements[0].issuer.vault_secret.path: ", `"database/creds/ördres" is not a valid Vault path (segments of`}}},
+		{"vault_secret path longer than 256 bytes", with("jwt: {audience: [orders-api]}", "vault_secret: {path: database/creds/"+strings.Repeat("x", 242)+"}"),
+			[]wantErr{{"policy.yaml:11: entitlements[0].issuer.vault_secret.path: ", "Vault path is 257 bytes long; the limit is 256"}}},
+		{"vault_secret path is a number", with("jwt: {audience: [orders-api]}", "vault_secret: {path: 42}"),
+			[]wantErr{{"policy.yaml:11: entitlements[0].issuer.vault_secret.path: ", "must be a string, got the number 42"}}},
+		{"vault_transit_jwt without key and audience", with("jwt: {audience: [orders-api]}", "vault_transit_jwt: {}"),
+			[]wantErr{
+				{"policy.yaml:11: entitlements[0].issuer.vault_transit_jwt: ", `missing required field "key"`},
+				{"policy.yaml:11: entitlements[0].issuer.vault_transit_jwt: ", `missing required field "audience"`},
+			}},
+		{"vault_transit_jwt with a misspelt field", with("jwt: {audience: [orders-api]}", "vault_transit_jwt: {keys: k, audience: [a]}"),
+			[]wantErr{
+				{"policy.yaml:11: entitlements[0].issuer.vault_transit_jwt.keys: ", `unknown field; did you mean "key"? (allowed here: key, audience)`},
+				{"policy.yaml:11: entitlements[0].issuer.vault_transit_jwt: ", `missing required field "key"`},
+			}},
+		{"vault_transit_jwt key with a slash", with("jwt: {audience: [orders-api]}", "vault_transit_jwt: {key: transit/keys/k, audience: [a]}"),
+			[]wantErr{{"policy.yaml:11: entitlements[0].issuer.vault_transit_jwt.key: ", `"transit/keys/k" is not a valid Vault transit key name (1-128 of letters, digits, '_' and '-')`}}},
+		{"vault_transit_jwt key '..'", with("jwt: {audience: [orders-api]}", "vault_transit_jwt: {key: .., audience: [a]}"),
+			[]wantErr{{"policy.yaml:11: entitlements[0].issuer.vault_transit_jwt.key: ", `".." is not a valid Vault transit key name`}}},
+		{"vault_transit_jwt key too long", with("jwt: {audience: [orders-api]}", "vault_transit_jwt: {key: "+strings.Repeat("k", 129)+", audience: [a]}"),
+			[]wantErr{{"policy.yaml:11: entitlements[0].issuer.vault_transit_jwt.key: ", "is not a valid Vault transit key name"}}},
+		{"vault_transit_jwt key is empty", with("jwt: {audience: [orders-api]}", `vault_transit_jwt: {key: "", audience: [a]}`),
+			[]wantErr{{"policy.yaml:11: entitlements[0].issuer.vault_transit_jwt.key: ", "must not be empty"}}},
+		{"vault_transit_jwt without an audience", with("jwt: {audience: [orders-api]}", "vault_transit_jwt: {key: k, audience: []}"),
+			[]wantErr{{"policy.yaml:11: entitlements[0].issuer.vault_transit_jwt.audience: ", "at least one audience is required"}}},
+		{"vault_transit_jwt audience is a string", with("jwt: {audience: [orders-api]}", "vault_transit_jwt: {key: k, audience: orders-api}"),
+			[]wantErr{{"policy.yaml:11: entitlements[0].issuer.vault_transit_jwt.audience: ", `must be a list, got the string "orders-api"`}}},
+		{"vault_transit_jwt empty audience", with("jwt: {audience: [orders-api]}", `vault_transit_jwt: {key: k, audience: [a, " "]}`),
+			[]wantErr{{"policy.yaml:11: entitlements[0].issuer.vault_transit_jwt.audience[1]: ", "must not be empty"}}},
 
 		// Approval.
 		{"mode break_glass points to the break_glass block", with("mode: auto", "mode: break_glass"),
@@ -474,6 +541,24 @@ func TestParse_Valid(t *testing.T) {
 				Requesters: []approval.Requester{{Pattern: "spiffe://writ.dev/ns/prod/sa/orders", ID: "spiffe://writ.dev/ns/prod/sa/orders"}},
 				Mode:       approval.ModeAuto,
 			},
+			"orders-db.creds": {
+				Name:       "orders-db.creds",
+				Owner:      "orders-team",
+				Purpose:    "short-lived read-only database credentials for reports",
+				Recipe:     approval.Recipe{Kind: approval.KindVaultSecret, Path: "database/creds/orders-ro"},
+				MaxTTL:     30 * time.Minute,
+				Requesters: []approval.Requester{{Pattern: "spiffe://writ.dev/ns/prod/sa/reports", ID: "spiffe://writ.dev/ns/prod/sa/reports"}},
+				Mode:       approval.ModeAuto,
+			},
+			"orders-api.call": {
+				Name:       "orders-api.call",
+				Owner:      "orders-team",
+				Purpose:    "call the orders API from batch jobs",
+				Recipe:     approval.Recipe{Kind: approval.KindVaultTransitJWT, TransitKey: "writ-jwt", Audience: []string{"orders-api", "orders-api.internal"}},
+				MaxTTL:     15 * time.Minute,
+				Requesters: []approval.Requester{{Pattern: "spiffe://writ.dev/ns/batch/*", ID: "spiffe://writ.dev/ns/batch", Prefix: true}},
+				Mode:       approval.ModeAuto,
+			},
 			"orders-db.write": {
 				Name:    "orders-db.write",
 				Owner:   "orders-team",
@@ -545,6 +630,11 @@ func TestParse_Accepts(t *testing.T) {
 		{"the same group in two stages", approvers("      stages:\n        - {groups: [dba], min: 1}\n        - {groups: [dba, sre], min: 1}\n      window: 1m\n")},
 		{"break_glass beside mode approvers", approvers(stagesAndWindow) + strings.TrimPrefix(breakGlass(), head+entitlement)},
 		{"break_glass beside mode auto, not blocking", breakGlass("      allowed:", "      block_while_overdue: false\n      allowed:")},
+		{"vault_secret path of one segment", with("jwt: {audience: [orders-api]}", "vault_secret: {path: secret}")},
+		{"vault_secret path with dots, dashes and underscores", with("jwt: {audience: [orders-api]}", "vault_secret: {path: aws-prod/sts/..role._x-1...}")},
+		{"vault_secret path of 256 bytes", with("jwt: {audience: [orders-api]}", "vault_secret: {path: database/creds/"+strings.Repeat("x", 241)+"}")},
+		{"vault_secret in block style", with("      jwt: {audience: [orders-api]}\n", "      vault_secret:\n        path: \"database/creds/orders-ro\"\n")},
+		{"vault_transit_jwt key of 128 bytes", with("jwt: {audience: [orders-api]}", "vault_transit_jwt: {audience: [a, b], key: "+strings.Repeat("K_-9", 32)+"}")},
 		{"block condition", with("      mode: auto\n", "      mode: auto\n      condition: |\n        request.ttl <= duration(\"10m\") &&\n        request.path.startsWith(\"/\")\n")},
 	}
 	for _, tt := range tests {
@@ -651,6 +741,36 @@ func TestParse_ErrorsAreClassified(t *testing.T) {
 			}
 			if errors.Is(err, tt.not) {
 				t.Errorf("Parse() err = %v, want not errors.Is %v", err, tt.not)
+			}
+		})
+	}
+}
+
+func TestKinds(t *testing.T) {
+	t.Parallel()
+	valid, err := Load(filepath.Join("testdata", "valid.yaml"))
+	if err != nil {
+		t.Fatalf("Load() err = %v", err)
+	}
+	jwtOnly, err := Parse("policy.yaml", []byte(head+entitlement+strings.ReplaceAll(entitlement, "name: demo", "name: demo2")))
+	if err != nil {
+		t.Fatalf("Parse() err = %v", err)
+	}
+	tests := []struct {
+		name string
+		p    *approval.Policy
+		want []approval.CredentialKind
+	}{
+		{"every kind, sorted", valid, []approval.CredentialKind{approval.KindJWT, approval.KindVaultSecret, approval.KindVaultToken, approval.KindVaultTransitJWT}},
+		{"one kind used twice", jwtOnly, []approval.CredentialKind{approval.KindJWT}},
+		{"no entitlements", &approval.Policy{}, nil},
+		{"nil policy", nil, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if diff := cmp.Diff(tt.want, Kinds(tt.p)); diff != "" {
+				t.Errorf("Kinds() mismatch (-want +got):\n%s", diff)
 			}
 		})
 	}
