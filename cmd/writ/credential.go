@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"sort"
 	"text/tabwriter"
 	"time"
 
@@ -63,6 +64,8 @@ func credentialCmd() *cobra.Command {
 					"reference":   c.GetReference(),
 					"issued_at":   c.GetIssuedAt().AsTime().Format(time.RFC3339),
 					"expires_at":  c.GetExpiresAt().AsTime().Format(time.RFC3339),
+					"data":        c.GetData(),
+					"break_glass": c.GetBreakGlass(),
 				})
 			}
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
@@ -71,7 +74,17 @@ func credentialCmd() *cobra.Command {
 			fmt.Fprintf(tw, "kind\t%s\n", kindName(c.GetKind()))
 			fmt.Fprintf(tw, "reference\t%s\n", c.GetReference())
 			fmt.Fprintf(tw, "expires\t%s (in %s)\n", c.GetExpiresAt().AsTime().Local().Format(time.RFC3339), time.Until(c.GetExpiresAt().AsTime()).Round(time.Second))
-			fmt.Fprintf(tw, "credential\t%s\n", c.GetSecret())
+			if c.GetSecret() != "" {
+				fmt.Fprintf(tw, "credential\t%s\n", c.GetSecret())
+			}
+			keys := make([]string, 0, len(c.GetData()))
+			for k := range c.GetData() {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				fmt.Fprintf(tw, "%s\t%s\n", k, c.GetData()[k])
+			}
 			return tw.Flush()
 		},
 	}
@@ -89,6 +102,10 @@ func kindName(k brokerv1.CredentialKind) string {
 		return "jwt"
 	case brokerv1.CredentialKind_CREDENTIAL_KIND_VAULT_TOKEN:
 		return "vault_token"
+	case brokerv1.CredentialKind_CREDENTIAL_KIND_VAULT_SECRET:
+		return "vault_secret"
+	case brokerv1.CredentialKind_CREDENTIAL_KIND_VAULT_TRANSIT_JWT:
+		return "vault_transit_jwt"
 	default:
 		return "unspecified"
 	}
