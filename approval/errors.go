@@ -68,3 +68,8 @@ var ErrBreakGlassNotAllowed = errors.New("no break_glass block in the policy")
 // entitlement's rule blocks that. The message names the overdue use and
 // when its review was due.
 var ErrReviewOverdue = errors.New("break-glass review overdue")
+
+// ErrBackendDenied is returned by an issuer whose backend (Vault) refused
+// the broker itself: the broker's own permissions need fixing, so retrying
+// will not help. The error names what is missing.
+var ErrBackendDenied = errors.New("credential backend refused the broker")

@@ -67,6 +67,10 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 	case errors.Is(err, approval.ErrUnsupported),
 		errors.Is(err, errNoIssuer):
 		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, approval.ErrBackendDenied):
+		// The broker's own Vault permissions need fixing; say which.
+		s.log.ErrorContext(ctx, "credential backend refused the broker", "error", err)
+		return status.Error(codes.FailedPrecondition, "the broker is not allowed to mint this credential; an operator must fix its Vault policy: "+err.Error())
 	case errors.Is(err, errLedger):
 		s.log.ErrorContext(ctx, "ledger append failed", "error", err)
 		return status.Error(codes.Unavailable, "ledger unavailable: no credential was issued; retry later")

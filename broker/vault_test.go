@@ -128,3 +128,25 @@ func TestServer_LedgerFailureRevokesVaultToken(t *testing.T) {
 		t.Errorf("token %s is still valid at Vault after the ledger failed", rec.refs[0].ID)
 	}
 }
+
+// Permission denied at Vault is the broker's own misconfiguration:
+// FAILED_PRECONDITION naming the Vault path, and nothing issued.
+func TestServer_VaultPermissionDenied(t *testing.T) {
+	t.Parallel()
+	v := vaulttest.Start(t)
+	v.TokenRole(t, "orders", time.Hour)
+	v.Policy(t, "nothing", `path "secret/*" { capabilities = ["read"] }`)
+	iss, err := vault.New(vault.Config{Address: v.Addr, Token: v.Token(t, "nothing")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, envOptions{policy: vaultPolicy, now: time.Now,
+		issuers: map[approval.CredentialKind]broker.Issuer{approval.KindVaultToken: iss}})
+	_, err = e.client(t, reporter).IssueCredential(context.Background(), &brokerv1.IssueCredentialRequest{Entitlement: "orders-vault"})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "auth/token") {
+		t.Fatalf("IssueCredential() = %v, want FailedPrecondition naming the Vault path", err)
+	}
+	if en := e.entries(t); len(en) != 1 || en[0].Action != "grant_failed" {
+		t.Errorf("ledger = %+v, want one grant_failed", en)
+	}
+}

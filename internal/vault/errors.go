@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/hashicorp/vault/api"
+
+	"github.com/writ-dev/writ/approval"
 )
 
 // ErrUnavailable is returned when Vault cannot be reached or cannot serve the
@@ -19,7 +21,7 @@ var ErrUnavailable = errors.New("vault unavailable")
 // ErrDenied is returned when Vault answers 403: Writ's token lacks a
 // capability. The message names the Vault path; IssuerPolicy shows the policy
 // Writ's token needs.
-var ErrDenied = errors.New("vault permission denied")
+var ErrDenied = fmt.Errorf("vault permission denied: %w", approval.ErrBackendDenied)
 
 // ErrNotFound is returned when a Vault path, token role or accessor does not
 // exist (404, "unknown role", "invalid accessor").
