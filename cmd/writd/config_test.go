@@ -22,6 +22,9 @@ func TestLoadConfig(t *testing.T) {
 		{name: "valid file", file: "testdata/valid.yaml"},
 		{name: "missing file", file: "testdata/nope.yaml", wantErr: []string{"read config", "no such file"}},
 		{name: "unknown key names the line", file: "testdata/unknown-key.yaml", wantErr: []string{"testdata/unknown-key.yaml", "line 5", "listne"}},
+		{name: "cert auth needs https", file: "testdata/vault-auth.yaml", wantErr: []string{"vault.auth.method: cert auth needs TLS"}},
+		{name: "unknown vault auth method", file: "testdata/vault-auth-bad.yaml", wantErr: []string{`vault.auth.method: "kerberos" is not token, cert or approle`}},
+		{name: "token_file and auth together", file: "testdata/vault-auth-approle.yaml", wantErr: []string{"use either vault.token_file or vault.auth"}},
 		{name: "every problem reported at once", file: "testdata/many-errors.yaml", wantErr: []string{
 			`listen: "nope" is not host:port`,
 			`http.listen: "0.0.0.0:8080" is not a loopback address: plain HTTP is allowed only on loopback`,
