@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 )
 
@@ -36,6 +37,9 @@ type TokenIssuer struct {
 	c   *Client
 	now func() time.Time
 	log *slog.Logger
+
+	rolesMu sync.Mutex
+	roles   map[string]cachedRole
 }
 
 // New returns a TokenIssuer talking to cfg.Address with the static token

@@ -34,8 +34,41 @@ type roleLimits struct {
 	explicitMaxTTL time.Duration
 }
 
-// readRole reads the limits of token role role.
+// roleCacheTTL is how long a token role's limits are reused before Vault is
+// asked again. Reading the role on every grant doubled the Vault round trips
+// of a grant (docs/BENCHMARKS.md, R1). A role lowered meanwhile is still
+// safe: Issue asks for explicit_max_ttl itself and reports the real expiry.
+const roleCacheTTL = 30 * time.Second
+
+type cachedRole struct {
+	limits roleLimits
+	at     time.Time
+}
+
+// readRole returns the limits of token role role, from a short cache.
 func (i *TokenIssuer) readRole(ctx context.Context, role string) (roleLimits, error) {
+	now := i.now()
+	i.rolesMu.Lock()
+	c, ok := i.roles[role]
+	i.rolesMu.Unlock()
+	if ok && now.Sub(c.at) < roleCacheTTL && !now.Before(c.at) {
+		return c.limits, nil
+	}
+	l, err := i.fetchRole(ctx, role)
+	if err != nil {
+		return roleLimits{}, err
+	}
+	i.rolesMu.Lock()
+	if i.roles == nil {
+		i.roles = map[string]cachedRole{}
+	}
+	i.roles[role] = cachedRole{limits: l, at: now}
+	i.rolesMu.Unlock()
+	return l, nil
+}
+
+// fetchRole reads the limits of token role role from Vault.
+func (i *TokenIssuer) fetchRole(ctx context.Context, role string) (roleLimits, error) {
 	path := "auth/token/roles/" + role
 	var s *api.Secret
 	err := i.c.do(ctx, op{name: "read token role", path: path, capability: "read", idempotent: true}, func(ctx context.Context) error {
