@@ -166,6 +166,22 @@ func (s *Server) authenticatePerson(ctx context.Context, method string) (context
 	return withCaller(withRequestID(ctx), caller{person: &p}), nil
 }
 
+// bearerToken returns the token of the one "authorization: Bearer <token>"
+// metadata entry in ctx. It reports false if there is none, more than one,
+// another scheme or an empty token.
+func bearerToken(ctx context.Context) (string, bool) {
+	md, ok := metadata.FromIncomingContext(ctx)
+	if !ok {
+		return "", false
+	}
+	v := md.Get("authorization")
+	if len(v) != 1 {
+		return "", false
+	}
+	token, ok := strings.CutPrefix(v[0], "Bearer ")
+	return token, ok && token != ""
+}
+
 func withRequestID(ctx context.Context) context.Context {
 	var b [8]byte
 	_, _ = rand.Read(b[:])

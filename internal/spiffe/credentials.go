@@ -21,8 +21,13 @@ import (
 //
 // The SVID and bundle are read from src on every handshake, so rotation
 // needs no restart. A nil authorize rejects every client (fail closed).
+//
+// Each connection is closed when the client's SVID expires, so a client
+// whose SVID is no longer renewed (its registration was deleted) loses
+// access then even on a busy connection; a client with a rotated SVID
+// reconnects and presents it.
 func ServerCredentials(src Source, authorize tlsconfig.Authorizer) credentials.TransportCredentials {
-	return grpccredentials.MTLSServerCredentials(src, src, orDenyAll(authorize))
+	return closeOnPeerExpiry(grpccredentials.MTLSServerCredentials(src, src, orDenyAll(authorize)))
 }
 
 // ClientCredentials returns gRPC client credentials for mutual TLS: the

@@ -9,6 +9,14 @@
 // handshake, so a rotated SVID is used by the next connection without a
 // restart.
 //
+// ServerCredentials also closes each connection when the client's SVID
+// expires, so a workload whose SVID is no longer renewed loses access then.
+//
+// JWT-SVIDs, for workloads behind TLS-terminating proxies, are checked by a
+// JWTVerifier against a JWTBundleSource: the Workload API
+// (NewWorkloadJWTBundleSource) or a SPIFFE bundle file
+// (NewJWTBundleFileSource, re-read when it changes).
+//
 // This package is the only importer of go-spiffe's workloadapi. The broker
 // uses only PeerID to learn the caller's SPIFFE ID from a verified
 // connection.

@@ -22,3 +22,13 @@ var ErrInvalidSVID = errors.New("invalid X509-SVID")
 // ErrConfig is returned for a missing or malformed required setting, such as
 // an empty Workload API socket address or file path.
 var ErrConfig = errors.New("invalid configuration")
+
+// ErrInvalidJWTSVID is returned by JWTVerifier.VerifyJWTSVID for a token that
+// is not a valid JWT-SVID for the verifier: malformed or too large, signed
+// by a key outside the trust domain's JWT bundle, expired, for another
+// audience, or from another trust domain.
+var ErrInvalidJWTSVID = errors.New("invalid JWT-SVID")
+
+// ErrInvalidBundle is returned when a JWT bundle file is neither a SPIFFE
+// bundle nor a JWKS, or holds no JWT-SVID signing keys.
+var ErrInvalidBundle = errors.New("invalid JWT bundle")
