@@ -146,14 +146,9 @@ func (s *Server) authenticatePerson(ctx context.Context, method string) (context
 	if s.people == nil {
 		return nil, status.Error(codes.Unauthenticated, "people cannot sign in: no OIDC issuer is configured on this broker")
 	}
-	var token string
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if v := md.Get("authorization"); len(v) == 1 {
-			token, _ = strings.CutPrefix(v[0], "Bearer ")
-		}
-	}
-	if token == "" {
-		return nil, status.Error(codes.Unauthenticated, "an OIDC ID token is required: run `writ login`")
+	token, ok := bearerToken(ctx)
+	if !ok {
+		return nil, status.Error(codes.Unauthenticated, "an OIDC ID token is required (authorization: Bearer …): run `writ login`")
 	}
 	if len(token) > maxTokenLen {
 		return nil, status.Error(codes.Unauthenticated, "token too large")
