@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,11 +14,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -28,14 +25,10 @@ import (
 	"github.com/writ-dev/writ/approval"
 	"github.com/writ-dev/writ/broker"
 	"github.com/writ-dev/writ/internal/audit"
-	"github.com/writ-dev/writ/internal/jwtissuer"
-	"github.com/writ-dev/writ/internal/notify"
 	"github.com/writ-dev/writ/internal/oidc"
 	"github.com/writ-dev/writ/internal/policy"
-	"github.com/writ-dev/writ/internal/revoke"
 	"github.com/writ-dev/writ/internal/spiffe"
 	"github.com/writ-dev/writ/internal/store/boltstore"
-	"github.com/writ-dev/writ/internal/vault"
 )
 
 // Main is a running broker: the composition root, the only place adapters meet.
@@ -125,125 +118,29 @@ func start(ctx context.Context, cfg Config, logOut io.Writer, opts startOptions)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	issuers := map[approval.CredentialKind]broker.Issuer{}
-	jwtIss, err := jwtissuer.New(jwtissuer.Config{
-		KeyFile:   filepath.Join(cfg.DataDir, "jwt-signing-key.pem"),
-		Algorithm: cfg.JWT.Algorithm,
-		Issuer:    cfg.JWT.Issuer,
-		Logger:    m.log,
-		DenyList:  store,
-	})
+	issuers, err := m.buildIssuers(ctx, pol, store, src, reg)
 	if err != nil {
 		return nil, err
-	}
-	issuers[approval.KindJWT] = jwtIss
-	var transit *vault.TransitJWTIssuer
-	if cfg.Vault != nil {
-		vc, err := newVaultClient(ctx, *cfg.Vault, src, reg, m.log)
-		if err != nil {
-			return nil, err
-		}
-		m.closer = append(m.closer, vc.Close)
-		if issuers[approval.KindVaultToken], err = vault.NewTokenIssuerWithClient(vc); err != nil {
-			return nil, err
-		}
-		if issuers[approval.KindVaultSecret], err = vault.NewSecretIssuer(vault.SecretIssuerConfig{Client: vc}); err != nil {
-			return nil, err
-		}
-		if keys := transitKeys(pol); len(keys) > 0 {
-			transit, err = vault.NewTransitJWTIssuer(vault.TransitJWTConfig{Client: vc, Issuer: cfg.JWT.Issuer, Keys: keys, Mount: cfg.Vault.TransitMount, DenyList: store})
-			if err != nil {
-				return nil, err
-			}
-			issuers[approval.KindVaultTransitJWT] = transit
-		}
 	}
 
 	approvals, err := approval.NewService(approval.ServiceConfig{Store: store, BreakGlass: store, Policy: func() *approval.Policy { return pol }})
 	if err != nil {
 		return nil, err
 	}
-	revokers := map[approval.CredentialKind]revoke.Issuer{}
-	for k, iss := range issuers {
-		revokers[k] = iss
-	}
-	revoker, err := revoke.New(revoke.Config{
-		Issuers: revokers,
-		Queue:   store.Revocations(),
-		Logger:  m.log,
-		OnDone: func(ctx context.Context, it revoke.Item, outcome revoke.Outcome) {
-			_, err := ledger.Append(ctx, audit.Event{Action: broker.ActionCredentialRevoked, Actor: "writd", Outcome: string(outcome),
-				GrantID: it.GrantID, CredentialKind: string(it.Ref.Kind), CredentialRef: it.Ref.ID, Expires: it.Ref.Expires,
-				Details: map[string]string{"request_id": it.RequestID, "attempts": fmt.Sprint(it.Attempts)}})
-			if err != nil {
-				m.log.ErrorContext(ctx, "record queued revocation", "grant_id", it.GrantID, "error", err)
-			}
-		},
-		OnAlert: func(ctx context.Context, it revoke.Item) {
-			m.log.ErrorContext(ctx, "revocation keeps failing; revoke it by hand if Vault stays unreachable",
-				"grant_id", it.GrantID, "credential_kind", string(it.Ref.Kind), "credential_ref", it.Ref.ID, "attempts", it.Attempts, "last_error", it.LastError)
-		},
-	})
+	revoker, err := m.newRevoker(issuers.byKind, store, ledger)
 	if err != nil {
 		return nil, err
 	}
 
-	var notifier broker.Notifier
-	if f := cfg.Notify.WebhookURLFile; f != "" {
-		url, err := readSecretFile(f)
-		if err != nil {
-			return nil, fmt.Errorf("notify.webhook_url_file: %w", err)
-		}
-		wh, err := notify.New(notify.Config{URL: url, Logger: m.log})
-		if err != nil {
-			return nil, fmt.Errorf("notify: %w", err)
-		}
-		m.closer = append(m.closer, func() error {
-			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			return wh.Close(cctx)
-		})
-		notifier = wh
+	notifier, err := m.newNotifier()
+	if err != nil {
+		return nil, err
 	}
 
 	// The HTTP listener comes first: in dev mode the OIDC verifier fetches
 	// the dev issuer's keys from it.
-	if cfg.HTTP.Listen != "" {
-		mux := http.NewServeMux()
-		mux.Handle("GET /.well-known/jwks.json", jwksHandler(jwtIss, transit, m.log))
-		mux.Handle("GET /.well-known/writ-revoked-jwts.json", jwtissuer.RevokedHandler(func(ctx context.Context, now time.Time) ([]jwtissuer.Revoked, error) {
-			denied, err := store.DeniedJTIs(ctx, now)
-			out := make([]jwtissuer.Revoked, 0, len(denied))
-			for _, d := range denied {
-				out = append(out, jwtissuer.Revoked{JTI: d.JTI, Expires: d.Expires})
-			}
-			return out, err
-		}, nil))
-		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
-		if opts.devOIDC != nil {
-			mux.Handle("/dev-oidc/", opts.devOIDC.Handler())
-		}
-		hl := opts.httpLis
-		if hl == nil {
-			if hl, err = net.Listen("tcp", cfg.HTTP.Listen); err != nil {
-				return nil, fmt.Errorf("http.listen: %w", err)
-			}
-		}
-		m.HTTPAddr = hl.Addr()
-		m.httpServer = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
-		go func() {
-			var err error
-			if cfg.HTTP.CertFile != "" {
-				err = m.httpServer.ServeTLS(hl, cfg.HTTP.CertFile, cfg.HTTP.KeyFile)
-			} else {
-				err = m.httpServer.Serve(hl)
-			}
-			if err != nil && !errors.Is(err, http.ErrServerClosed) {
-				m.log.Error("http server stopped", "error", err)
-			}
-		}()
-		m.closer = append(m.closer, func() error { return m.httpServer.Close() })
+	if err := m.startHTTP(opts, reg, issuers, store); err != nil {
+		return nil, err
 	}
 
 	var people broker.PersonVerifier
@@ -261,7 +158,7 @@ func start(ctx context.Context, cfg Config, logOut io.Writer, opts startOptions)
 
 	srv, err := broker.New(broker.Config{
 		Policy:    pol,
-		Issuers:   issuers,
+		Issuers:   issuers.byKind,
 		Ledger:    ledger,
 		Operators: operators,
 		Approvals: approvals,
@@ -298,27 +195,8 @@ func start(ctx context.Context, cfg Config, logOut io.Writer, opts startOptions)
 		}
 	}()
 
-	if cfg.Admin.Listen != "" {
-		// People reach the admin API over TLS (the broker's SVID) with an ID token.
-		m.adminServer = grpc.NewServer(append(serverLimits(),
-			grpc.Creds(credentials.NewTLS(spiffe.ServerTLSConfig(src))),
-			grpc.ChainUnaryInterceptor(srv.PersonUnaryInterceptor()),
-			grpc.ChainStreamInterceptor(srv.PersonStreamInterceptor()),
-		)...)
-		srv.RegisterAdmin(m.adminServer)
-		healthpb.RegisterHealthServer(m.adminServer, m.health)
-		al := opts.adminLis
-		if al == nil {
-			if al, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
-				return nil, fmt.Errorf("admin.listen: %w", err)
-			}
-		}
-		m.AdminAddr = al.Addr()
-		go func() {
-			if err := m.adminServer.Serve(al); err != nil {
-				m.log.Error("admin server stopped", "error", err)
-			}
-		}()
+	if err := m.startAdmin(opts, srv, src); err != nil {
+		return nil, err
 	}
 
 	if err := m.startJWTSVID(ctx, srv, src); err != nil {
