@@ -17,56 +17,33 @@ import (
 
 var _ approval.Store = (*Store)(nil)
 
+// requests is how approval.Requests are stored.
+var requests = aggregate[approval.Request]{
+	what:    "request",
+	bucket:  requestsBucket,
+	id:      func(r *approval.Request) string { return r.ID },
+	version: func(r *approval.Request) *uint64 { return &r.Version },
+	clone: func(r approval.Request) approval.Request {
+		r.Reviews = slices.Clone(r.Reviews)
+		return r
+	},
+	encode: func(r approval.Request) ([]byte, error) { return encodeRecord("request", toRequestRecord(r)) },
+	decode: decodeRequest,
+}
+
 // CreateRequest implements approval.Store. It stores r with Version 1
 // (whatever r.Version says) and returns an error wrapping
 // approval.ErrConflict if a request with r.ID exists, or approval.ErrInvalid
 // if r.ID is empty.
 func (s *Store) CreateRequest(ctx context.Context, r approval.Request) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("create request %s: %w", r.ID, err)
-	}
-	if r.ID == "" {
-		return fmt.Errorf("create request: empty id: %w", approval.ErrInvalid)
-	}
-	r.Version = 1
-	raw, err := encodeRecord("request", toRequestRecord(r))
-	if err != nil {
-		return fmt.Errorf("create request %s: %w", r.ID, err)
-	}
-	key := []byte(r.ID)
-	err = s.db.Update(func(tx *bolt.Tx) error {
-		b, err := writeBucket(tx, requestsBucket)
-		if err != nil {
-			return err
-		}
-		if b.Get(key) != nil {
-			return fmt.Errorf("id exists: %w", approval.ErrConflict)
-		}
-		return b.Put(key, raw)
-	})
-	if err != nil {
-		return fmt.Errorf("create request %s: %w", r.ID, err)
-	}
-	return nil
+	return requests.create(ctx, s.db, r)
 }
 
 // GetRequest implements approval.Store. It returns an error wrapping
 // approval.ErrNotFound if there is no request with that id, or
 // ErrCorruptRecord if its record is unreadable.
 func (s *Store) GetRequest(ctx context.Context, id string) (approval.Request, error) {
-	if err := ctx.Err(); err != nil {
-		return approval.Request{}, fmt.Errorf("get request %s: %w", id, err)
-	}
-	var r approval.Request
-	err := s.db.View(func(tx *bolt.Tx) error {
-		var err error
-		r, err = getRequest(tx.Bucket(requestsBucket), id)
-		return err
-	})
-	if err != nil {
-		return approval.Request{}, fmt.Errorf("get request %s: %w", id, err)
-	}
-	return r, nil
+	return requests.get(ctx, s.db, id)
 }
 
 // UpdateRequest implements approval.Store. The read, fn and the write run
@@ -84,50 +61,7 @@ func (s *Store) GetRequest(ctx context.Context, id string) (approval.Request, er
 // fn changed the ID, or ErrCorruptRecord if the stored record is
 // unreadable.
 func (s *Store) UpdateRequest(ctx context.Context, id string, fn func(*approval.Request) error) (approval.Request, error) {
-	if err := ctx.Err(); err != nil {
-		return approval.Request{}, fmt.Errorf("update request %s: %w", id, err)
-	}
-	var (
-		out   approval.Request
-		fnErr error
-	)
-	key := []byte(id)
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b, err := writeBucket(tx, requestsBucket)
-		if err != nil {
-			return err
-		}
-		cur, err := getRequest(b, id)
-		if err != nil {
-			return err
-		}
-		next := cur
-		next.Reviews = slices.Clone(cur.Reviews)
-		if fnErr = fn(&next); fnErr != nil {
-			return fnErr
-		}
-		if next.ID != id {
-			return fmt.Errorf("update changed the id to %q: %w", next.ID, approval.ErrInvalid)
-		}
-		next.Version = cur.Version + 1
-		raw, err := encodeRecord("request", toRequestRecord(next))
-		if err != nil {
-			return err
-		}
-		if err := b.Put(key, raw); err != nil {
-			return err
-		}
-		// Return what a later GetRequest will read (normalised times).
-		out, err = decodeRequest(key, raw)
-		return err
-	})
-	if fnErr != nil {
-		return approval.Request{}, fnErr
-	}
-	if err != nil {
-		return approval.Request{}, fmt.Errorf("update request %s: %w", id, err)
-	}
-	return out, nil
+	return requests.update(ctx, s.db, id, fn)
 }
 
 // ListRequests implements approval.Store: the requests matching f, newest
@@ -341,14 +275,7 @@ func (s *Store) GrantsFor(ctx context.Context, beneficiary approval.Principal, s
 // getRequest reads and decodes request id from b, which may be nil (a
 // read-only file that never had the bucket).
 func getRequest(b *bolt.Bucket, id string) (approval.Request, error) {
-	if b == nil || id == "" {
-		return approval.Request{}, approval.ErrNotFound
-	}
-	v := b.Get([]byte(id))
-	if v == nil {
-		return approval.Request{}, approval.ErrNotFound
-	}
-	return decodeRequest([]byte(id), v)
+	return requests.getIn(b, id)
 }
 
 // writeBucket returns the named bucket of a write transaction. Open

@@ -14,6 +14,22 @@ import (
 
 var _ approval.BreakGlassStore = (*Store)(nil)
 
+// breakGlasses is how approval.BreakGlass uses are stored.
+var breakGlasses = aggregate[approval.BreakGlass]{
+	what:    "break-glass",
+	bucket:  breakGlassBucket,
+	id:      func(bg *approval.BreakGlass) string { return bg.ID },
+	version: func(bg *approval.BreakGlass) *uint64 { return &bg.Version },
+	clone: func(bg approval.BreakGlass) approval.BreakGlass {
+		bg.Reviews = slices.Clone(bg.Reviews)
+		return bg
+	},
+	encode: func(bg approval.BreakGlass) ([]byte, error) {
+		return encodeRecord("break-glass", toBreakGlassRecord(bg))
+	},
+	decode: decodeBreakGlass,
+}
+
 // breakGlassRecord is the stored form of an approval.BreakGlass.
 type breakGlassRecord struct {
 	V           int                      `json:"v"`
@@ -116,69 +132,19 @@ func decodeBreakGlass(key, raw []byte) (approval.BreakGlass, error) {
 	return rec.breakGlass(), nil
 }
 
-// getBreakGlass reads and decodes break-glass id from b, which may be nil
-// (a read-only file that never had the bucket).
-func getBreakGlass(b *bolt.Bucket, id string) (approval.BreakGlass, error) {
-	if b == nil || id == "" {
-		return approval.BreakGlass{}, approval.ErrNotFound
-	}
-	v := b.Get([]byte(id))
-	if v == nil {
-		return approval.BreakGlass{}, approval.ErrNotFound
-	}
-	return decodeBreakGlass([]byte(id), v)
-}
-
 // CreateBreakGlass implements approval.BreakGlassStore. It stores bg with
 // Version 1 (whatever bg.Version says) and returns an error wrapping
 // approval.ErrConflict if a use with bg.ID exists, or approval.ErrInvalid
 // if bg.ID is empty.
 func (s *Store) CreateBreakGlass(ctx context.Context, bg approval.BreakGlass) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("create break-glass %s: %w", bg.ID, err)
-	}
-	if bg.ID == "" {
-		return fmt.Errorf("create break-glass: empty id: %w", approval.ErrInvalid)
-	}
-	bg.Version = 1
-	raw, err := encodeRecord("break-glass", toBreakGlassRecord(bg))
-	if err != nil {
-		return fmt.Errorf("create break-glass %s: %w", bg.ID, err)
-	}
-	key := []byte(bg.ID)
-	err = s.db.Update(func(tx *bolt.Tx) error {
-		b, err := writeBucket(tx, breakGlassBucket)
-		if err != nil {
-			return err
-		}
-		if b.Get(key) != nil {
-			return fmt.Errorf("id exists: %w", approval.ErrConflict)
-		}
-		return b.Put(key, raw)
-	})
-	if err != nil {
-		return fmt.Errorf("create break-glass %s: %w", bg.ID, err)
-	}
-	return nil
+	return breakGlasses.create(ctx, s.db, bg)
 }
 
 // GetBreakGlass implements approval.BreakGlassStore. It returns an error
 // wrapping approval.ErrNotFound if there is no use with that id, or
 // ErrCorruptRecord if its record is unreadable.
 func (s *Store) GetBreakGlass(ctx context.Context, id string) (approval.BreakGlass, error) {
-	if err := ctx.Err(); err != nil {
-		return approval.BreakGlass{}, fmt.Errorf("get break-glass %s: %w", id, err)
-	}
-	var bg approval.BreakGlass
-	err := s.db.View(func(tx *bolt.Tx) error {
-		var err error
-		bg, err = getBreakGlass(tx.Bucket(breakGlassBucket), id)
-		return err
-	})
-	if err != nil {
-		return approval.BreakGlass{}, fmt.Errorf("get break-glass %s: %w", id, err)
-	}
-	return bg, nil
+	return breakGlasses.get(ctx, s.db, id)
 }
 
 // UpdateBreakGlass implements approval.BreakGlassStore. As in
@@ -193,50 +159,7 @@ func (s *Store) GetBreakGlass(ctx context.Context, id string) (approval.BreakGla
 // such use, approval.ErrInvalid if fn changed the ID, or ErrCorruptRecord
 // if the stored record is unreadable.
 func (s *Store) UpdateBreakGlass(ctx context.Context, id string, fn func(*approval.BreakGlass) error) (approval.BreakGlass, error) {
-	if err := ctx.Err(); err != nil {
-		return approval.BreakGlass{}, fmt.Errorf("update break-glass %s: %w", id, err)
-	}
-	var (
-		out   approval.BreakGlass
-		fnErr error
-	)
-	key := []byte(id)
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b, err := writeBucket(tx, breakGlassBucket)
-		if err != nil {
-			return err
-		}
-		cur, err := getBreakGlass(b, id)
-		if err != nil {
-			return err
-		}
-		next := cur
-		next.Reviews = slices.Clone(cur.Reviews)
-		if fnErr = fn(&next); fnErr != nil {
-			return fnErr
-		}
-		if next.ID != id {
-			return fmt.Errorf("update changed the id to %q: %w", next.ID, approval.ErrInvalid)
-		}
-		next.Version = cur.Version + 1
-		raw, err := encodeRecord("break-glass", toBreakGlassRecord(next))
-		if err != nil {
-			return err
-		}
-		if err := b.Put(key, raw); err != nil {
-			return err
-		}
-		// Return what a later GetBreakGlass will read (normalised times).
-		out, err = decodeBreakGlass(key, raw)
-		return err
-	})
-	if fnErr != nil {
-		return approval.BreakGlass{}, fnErr
-	}
-	if err != nil {
-		return approval.BreakGlass{}, fmt.Errorf("update break-glass %s: %w", id, err)
-	}
-	return out, nil
+	return breakGlasses.update(ctx, s.db, id, fn)
 }
 
 // ListBreakGlass implements approval.BreakGlassStore: the uses matching
