@@ -466,3 +466,59 @@ func poolOf(b *x509bundle.Bundle) *x509.CertPool {
 	}
 	return p
 }
+
+// slowLedger delays every append, like an audit volume with a 2s latency.
+type slowLedger struct {
+	broker.Ledger
+	delay time.Duration
+}
+
+func (s slowLedger) Append(ctx context.Context, e audit.Event) (audit.Entry, error) {
+	time.Sleep(s.delay)
+	return s.Ledger.Append(ctx, e)
+}
+
+// T6: the ledger is slower than the caller's deadline. The caller gets
+// DEADLINE_EXCEEDED; the credential minted meanwhile is still recorded,
+// then revoked and recorded as revoked: nothing is issued unrecorded, and
+// nothing undelivered stays live.
+func TestServer_SlowLedgerPastDeadline(t *testing.T) {
+	t.Parallel()
+	store, err := boltstore.Open(filepath.Join(t.TempDir(), "writ.db"), boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	real, err := audit.New(audit.Config{Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, envOptions{ledger: slowLedger{Ledger: real, delay: time.Second}})
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err = e.client(t, reporter).IssueCredential(ctx, &brokerv1.IssueCredentialRequest{Entitlement: "orders"})
+	if status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("IssueCredential() = %v, want DeadlineExceeded", err)
+	}
+	// The handler finishes on its own time: wait for its records.
+	var actions []string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		actions = actions[:0]
+		_ = store.ScanRecords(context.Background(), func(_ uint64, raw []byte) error {
+			en, err := audit.Decode(raw)
+			actions = append(actions, en.Action+":"+en.Outcome)
+			return err
+		})
+		if len(actions) == 2 {
+			break
+		}
+	}
+	if strings.Join(actions, ",") != "grant:granted,revoke:revoked" {
+		t.Fatalf("ledger = %v, want the grant recorded and then its revocation", actions)
+	}
+	e.issuer.mu.Lock()
+	defer e.issuer.mu.Unlock()
+	if len(e.issuer.issued) != 1 || len(e.issuer.revoked) != 1 || e.issuer.revoked[0] != e.issuer.issued[0].Ref {
+		t.Errorf("issued %v, revoked %v; want the undelivered credential revoked", e.issuer.issued, e.issuer.revoked)
+	}
+}
