@@ -58,15 +58,6 @@ type Issuer struct {
 	deny   DenyList
 }
 
-// claims are the claims of an issued token.
-type claims struct {
-	jwt.RegisteredClaims
-	// Entitlement is the name of the granted entitlement.
-	Entitlement string `json:"ent"`
-	// BreakGlass marks a credential taken without approval.
-	BreakGlass bool `json:"break_glass,omitempty"`
-}
-
 // New returns an Issuer signing with the key in cfg.KeyFile, generating and
 // writing the key first if the file does not exist. The directory of KeyFile
 // must exist.
@@ -146,29 +137,12 @@ func (i *Issuer) Issue(ctx context.Context, g approval.Grant) (approval.Credenti
 	if err := i.check(g, now); err != nil {
 		return approval.Credential{}, fmt.Errorf("issue jwt for grant %s: %w", g.ID, err)
 	}
-	issuedAt := g.IssuedAt
-	if issuedAt.IsZero() {
-		issuedAt = now
+	c, err := NewClaims(i.iss, g, now)
+	if err != nil {
+		return approval.Credential{}, fmt.Errorf("issue jwt for grant %s: %w", g.ID, err)
 	}
-	iat := jwt.NewNumericDate(issuedAt) // truncated to the second
-	exp := jwt.NewNumericDate(g.Expires)
-	if !exp.After(iat.Time) {
-		return approval.Credential{}, fmt.Errorf("issue jwt for grant %s: expiry %s is not a whole second after issue time %s: %w",
-			g.ID, g.Expires.Format(time.RFC3339Nano), issuedAt.Format(time.RFC3339Nano), approval.ErrInvalid)
-	}
-	tok := jwt.NewWithClaims(i.method, claims{
-		RegisteredClaims: jwt.RegisteredClaims{
-			Issuer:    i.iss,
-			Subject:   string(g.Principal),
-			Audience:  jwt.ClaimStrings(append([]string(nil), g.Recipe.Audience...)),
-			ExpiresAt: exp,
-			NotBefore: iat,
-			IssuedAt:  iat,
-			ID:        g.ID,
-		},
-		Entitlement: g.Entitlement,
-		BreakGlass:  g.BreakGlass,
-	})
+	exp := c.ExpiresAt
+	tok := jwt.NewWithClaims(i.method, c)
 	tok.Header["kid"] = i.kid
 	signed, err := tok.SignedString(i.key)
 	if err != nil {

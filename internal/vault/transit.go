@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/vault/api"
 
 	"github.com/writ-dev/writ/approval"
+	"github.com/writ-dev/writ/internal/jwtissuer"
 )
 
 // DefaultTransitMount is where the transit secrets engine is mounted when
@@ -57,13 +58,6 @@ type TransitJWTIssuer struct {
 	deny  DenyList
 	now   func() time.Time
 	log   *slog.Logger
-}
-
-// claims are the claims of an issued token, the same as internal/jwtissuer's.
-type claims struct {
-	jwt.RegisteredClaims
-	// Entitlement is the name of the granted entitlement.
-	Entitlement string `json:"ent"`
 }
 
 // NewTransitJWTIssuer returns a TransitJWTIssuer for cfg. It does not
@@ -121,16 +115,11 @@ func (t *TransitJWTIssuer) Issue(ctx context.Context, g approval.Grant) (approva
 	if err := t.check(g, now); err != nil {
 		return approval.Credential{}, fmt.Errorf("issue transit jwt for grant %s: %w", g.ID, err)
 	}
-	issuedAt := g.IssuedAt
-	if issuedAt.IsZero() {
-		issuedAt = now
+	c, err := jwtissuer.NewClaims(t.iss, g, now)
+	if err != nil {
+		return approval.Credential{}, fmt.Errorf("issue transit jwt for grant %s: %w", g.ID, err)
 	}
-	iat := jwt.NewNumericDate(issuedAt) // truncated to the second
-	exp := jwt.NewNumericDate(g.Expires)
-	if !exp.After(iat.Time) {
-		return approval.Credential{}, fmt.Errorf("issue transit jwt for grant %s: expiry %s is not a whole second after issue time %s: %w",
-			g.ID, g.Expires.Format(time.RFC3339Nano), issuedAt.Format(time.RFC3339Nano), approval.ErrInvalid)
-	}
+	exp := c.ExpiresAt
 	key := g.Recipe.TransitKey
 	info, err := t.readKey(ctx, key)
 	if err != nil {
@@ -141,18 +130,7 @@ func (t *TransitJWTIssuer) Issue(ctx context.Context, g approval.Grant) (approva
 		return approval.Credential{}, fmt.Errorf("issue transit jwt for grant %s: transit key %q lists no public key for its latest version %d", g.ID, key, info.latest)
 	}
 	method := &transitMethod{t: t, ctx: ctx, key: key, version: info.latest, alg: info.alg, pub: latest}
-	tok := jwt.NewWithClaims(method, claims{
-		RegisteredClaims: jwt.RegisteredClaims{
-			Issuer:    t.iss,
-			Subject:   string(g.Principal),
-			Audience:  jwt.ClaimStrings(slices.Clone(g.Recipe.Audience)),
-			ExpiresAt: exp,
-			NotBefore: iat,
-			IssuedAt:  iat,
-			ID:        g.ID,
-		},
-		Entitlement: g.Entitlement,
-	})
+	tok := jwt.NewWithClaims(method, c)
 	kid := keyID(key, info.latest)
 	tok.Header["kid"] = kid
 	signed, err := tok.SignedString(nil)

@@ -255,4 +255,26 @@ func TestTransitJWTIssuer_Vault(t *testing.T) {
 			t.Errorf("Revoke() without a deny-list err = %v, want %v", err, vault.ErrNoDenyList)
 		}
 	})
+
+	// Break-glass grants are marked in the token, as the local issuer's are.
+	t.Run("break-glass claim", func(t *testing.T) {
+		t.Parallel()
+		g := transitGrant("writ-eddsa", time.Minute)
+		g.BreakGlass = true
+		cred, err := iss.Issue(t.Context(), g)
+		if err != nil {
+			t.Fatalf("Issue() err = %v", err)
+		}
+		jwks, err := iss.JWKS(t.Context())
+		if err != nil {
+			t.Fatalf("JWKS() err = %v", err)
+		}
+		tok, err := verify(t, jwks, "EdDSA", string(cred.Secret))
+		if err != nil {
+			t.Fatalf("verify: %v", err)
+		}
+		if bg, _ := tok.Claims.(jwt.MapClaims)["break_glass"].(bool); !bg {
+			t.Errorf("claims = %v, want break_glass true", tok.Claims)
+		}
+	})
 }
