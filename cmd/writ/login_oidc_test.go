@@ -520,4 +520,3 @@ func TestVersion(t *testing.T) {
 		t.Errorf("version: %q (%v)", out, err)
 	}
 }
-
