@@ -145,6 +145,12 @@ func (o *oidcLoginFlags) signIn(cmd *cobra.Command, p profile) (profile, error) 
 		return profile{}, fmt.Errorf("sign in with --issuer URL --client-id ID (your identity provider), "+
 			"or give a token: --token-file FILE, WRIT_TOKEN, or --dev NAME against writd dev: %w", errUsage)
 	}
+	// Check how to reach the broker before the person signs in.
+	cc, err := dialAdmin(p)
+	if err != nil {
+		return profile{}, err
+	}
+	_ = cc.Close()
 	c := &oidcClient{
 		Issuer: p.Issuer, ClientID: p.ClientID, Scopes: p.Scopes,
 		OpenURL:        openBrowser,
@@ -155,10 +161,7 @@ func (o *oidcLoginFlags) signIn(cmd *cobra.Command, p profile) (profile, error) 
 	}
 	ctx, cancel := context.WithTimeout(cmd.Context(), signInTimeout)
 	defer cancel()
-	var (
-		s   signIn
-		err error
-	)
+	var s signIn
 	if o.device {
 		s, err = c.Device(ctx)
 	} else {

@@ -299,8 +299,10 @@ func loginInBrowser(t *testing.T, e *peopleEnv, bctx context.Context) string {
 
 // Browser sign-in (authorization code + PKCE on a loopback redirect) in a
 // real browser, then whoami from another directory, silent renewal before
-// expiry, profiles, and logout with revocation at the provider.
-func TestLogin_BrowserFlow(t *testing.T) {
+// expiry, a refused renewal, profiles, the device flow, and logout with
+// revocation at the provider. One provider, broker and browser serve the
+// steps, which run in order.
+func TestLogin(t *testing.T) {
 	e := startPeopleEnv(t)
 	bctx := browser(t)
 	t.Chdir(e.bundleDir)
@@ -390,6 +392,67 @@ func TestLogin_BrowserFlow(t *testing.T) {
 		}
 	})
 
+	t.Run("a renewal the provider refuses fails closed", func(t *testing.T) {
+		// Exit 3 (not authenticated) with a message saying to sign in again.
+		bad := p
+		bad.RefreshToken = "revoked-or-unknown"
+		if _, err := saveProfile("alice", bad); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if _, err := saveProfile("alice", p); err != nil {
+				t.Error(err)
+			}
+		})
+		timeNow = func() time.Time { return p.Expiry.Add(time.Second) }
+		t.Cleanup(func() { timeNow = time.Now })
+		_, err := runCLI(t, "whoami", "--profile", "alice")
+		if err == nil {
+			t.Fatal("whoami with an unusable refresh token succeeded")
+		}
+		if exitCode(err) != exitDenied || !strings.Contains(friendly(err), "run `writ login --profile alice` again") {
+			t.Errorf("exit %d, %q", exitCode(err), friendly(err))
+		}
+		if readProfile(t, "alice").Token != p.Token {
+			t.Error("a failed renewal changed the stored token")
+		}
+	})
+
+	t.Run("device flow: the person approves a code on another device", func(t *testing.T) {
+		// RFC 8628: the CLI prints a code, the person approves it on the
+		// provider's device page, the CLI's polling completes.
+		t.Chdir(e.bundleDir)
+		out, errOut, done := startCLI(e.loginArgs("--device", "--profile", "alice-device")...)
+		complete := out.waitFor(t, deviceURLLine, done)
+		if !strings.Contains(out.String(), "enter the code") {
+			t.Errorf("device instructions: %q", out.String())
+		}
+		var msg string
+		if err := chromedp.Run(bctx,
+			chromedp.Navigate(complete),
+			chromedp.WaitVisible("#username", chromedp.ByID),
+			chromedp.SendKeys("#username", alice.Username, chromedp.ByID),
+			chromedp.SendKeys("#password", alice.Password, chromedp.ByID),
+			chromedp.Click("#approve", chromedp.ByID),
+			chromedp.WaitVisible("#done", chromedp.ByID),
+			chromedp.Text("#done", &msg, chromedp.ByID),
+		); err != nil {
+			t.Fatalf("browser: %v", err)
+		}
+		wait(t, done, out, errOut)
+		if want := "logged in as " + e.principal() + " (groups: dba, oncall)"; !strings.Contains(out.String(), want) {
+			t.Fatalf("login output %q lacks %q", out.String(), want)
+		}
+		dp := readProfile(t, "alice-device")
+		if dp.RefreshToken == "" {
+			t.Error("device sign-in kept no refresh token")
+		}
+		// Back to one live refresh token, as the logout below expects.
+		if _, err := runCLI(t, "logout", "--profile", "alice-device"); err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("logout revokes the refresh token and forgets the tokens", func(t *testing.T) {
 		out, err := runCLI(t, "logout", "--profile", "alice")
 		if err != nil {
@@ -412,67 +475,7 @@ func TestLogin_BrowserFlow(t *testing.T) {
 	})
 }
 
-// A refresh token the provider no longer accepts fails closed with a
-// message saying to sign in again (exit 3, not authenticated).
-func TestLogin_RenewalFailsClosed(t *testing.T) {
-	e := startPeopleEnv(t)
-	bctx := browser(t)
-	t.Chdir(e.bundleDir)
-	loginInBrowser(t, e, bctx)
-
-	p := readProfile(t, "alice")
-	p.RefreshToken = "revoked-or-unknown"
-	if _, err := saveProfile("alice", p); err != nil {
-		t.Fatal(err)
-	}
-	timeNow = func() time.Time { return p.Expiry.Add(time.Second) }
-	t.Cleanup(func() { timeNow = time.Now })
-	_, err := runCLI(t, "whoami", "--profile", "alice")
-	if err == nil {
-		t.Fatal("whoami with an unusable refresh token succeeded")
-	}
-	if exitCode(err) != exitDenied || !strings.Contains(friendly(err), "run `writ login --profile alice` again") {
-		t.Errorf("exit %d, %q", exitCode(err), friendly(err))
-	}
-	if readProfile(t, "alice").Token != p.Token {
-		t.Error("a failed renewal changed the stored token")
-	}
-}
-
 var deviceURLLine = regexp.MustCompile(`\(or open (http://\S+)\)`)
-
-// Device authorization grant (RFC 8628): the CLI prints a code, the person
-// approves it on the provider's device page, the CLI's polling completes.
-func TestLogin_DeviceFlow(t *testing.T) {
-	e := startPeopleEnv(t)
-	bctx := browser(t)
-	t.Chdir(e.bundleDir)
-
-	out, errOut, done := startCLI(e.loginArgs("--device")...)
-	complete := out.waitFor(t, deviceURLLine, done)
-	if !strings.Contains(out.String(), "enter the code") {
-		t.Errorf("device instructions: %q", out.String())
-	}
-	var msg string
-	if err := chromedp.Run(bctx,
-		chromedp.Navigate(complete),
-		chromedp.WaitVisible("#username", chromedp.ByID),
-		chromedp.SendKeys("#username", alice.Username, chromedp.ByID),
-		chromedp.SendKeys("#password", alice.Password, chromedp.ByID),
-		chromedp.Click("#approve", chromedp.ByID),
-		chromedp.WaitVisible("#done", chromedp.ByID),
-		chromedp.Text("#done", &msg, chromedp.ByID),
-	); err != nil {
-		t.Fatalf("browser: %v", err)
-	}
-	wait(t, done, out, errOut)
-	if want := "logged in as " + e.principal() + " (groups: dba, oncall)"; !strings.Contains(out.String(), want) {
-		t.Fatalf("login output %q lacks %q", out.String(), want)
-	}
-	if readProfile(t, "alice").RefreshToken == "" {
-		t.Error("device sign-in kept no refresh token")
-	}
-}
 
 // Usage errors need no provider.
 func TestLogin_Usage(t *testing.T) {
