@@ -468,8 +468,8 @@ func TestLogin(t *testing.T) {
 		if left.Token != "" || left.RefreshToken != "" || left.Admin != e.adminAddr || left.Issuer != e.prov.Issuer {
 			t.Errorf("after logout: token %t, refresh %t, admin %q, issuer %q", left.Token != "", left.RefreshToken != "", left.Admin, left.Issuer)
 		}
-		out, err = runCLI(t, "whoami", "--profile", "alice")
-		if exitCode(err) != exitUsage || !strings.Contains(err.Error(), "run `writ login` first") {
+		_, err = runCLI(t, "whoami", "--profile", "alice")
+		if err == nil || exitCode(err) != exitUsage || !strings.Contains(err.Error(), "run `writ login` first") {
 			t.Errorf("whoami after logout: exit %d, %v", exitCode(err), err)
 		}
 	})
