@@ -44,8 +44,6 @@ type oidcClient struct {
 	ClientID string
 	// Scopes asked for; "openid" is always included.
 	Scopes []string
-	// HTTPClient talks to the provider. Defaults to http.DefaultClient.
-	HTTPClient *http.Client
 	// OpenURL shows the person the sign-in page (the browser flow).
 	OpenURL func(url string) error
 	// ShowDeviceCode tells the person where to enter the user code (the
@@ -59,13 +57,6 @@ type signIn struct {
 	RefreshToken string
 	Expiry       time.Time
 	Subject      string
-}
-
-func (c *oidcClient) ctx(ctx context.Context) context.Context {
-	if c.HTTPClient != nil {
-		ctx = gooidc.ClientContext(ctx, c.HTTPClient)
-	}
-	return ctx
 }
 
 // setup discovers the provider and returns it with the OAuth 2.0 client
@@ -111,7 +102,6 @@ func (c *oidcClient) verify(ctx context.Context, p *gooidc.Provider, tok *oauth2
 // a random loopback port, shows the person the provider's sign-in page and
 // waits for the provider to redirect back with a code.
 func (c *oidcClient) Browser(ctx context.Context) (signIn, error) {
-	ctx = c.ctx(ctx)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return signIn{}, fmt.Errorf("listen for the sign-in redirect: %w", err)
@@ -184,7 +174,6 @@ func (c *oidcClient) Browser(ctx context.Context) (signIn, error) {
 // (honouring the interval and slow_down) until they approve, deny, or the
 // code expires.
 func (c *oidcClient) Device(ctx context.Context) (signIn, error) {
-	ctx = c.ctx(ctx)
 	p, conf, err := c.setup(ctx, "")
 	if err != nil {
 		return signIn{}, err
@@ -206,7 +195,6 @@ func (c *oidcClient) Device(ctx context.Context) (signIn, error) {
 
 // Refresh renews the ID token with a refresh token.
 func (c *oidcClient) Refresh(ctx context.Context, refreshToken string) (signIn, error) {
-	ctx = c.ctx(ctx)
 	p, conf, err := c.setup(ctx, "")
 	if err != nil {
 		return signIn{}, err

@@ -22,7 +22,7 @@ type profileSummary struct {
 	Admin       string     `json:"admin"`
 	Issuer      string     `json:"issuer"`
 	Status      string     `json:"status"`
-	Expires     *time.Time `json:"expires"`
+	Expires     *time.Time `json:"expires,omitempty"`
 	Renewable   bool       `json:"renewable"`
 	ProfileFile string     `json:"file"`
 }
