@@ -477,6 +477,57 @@ func TestLogin(t *testing.T) {
 
 var deviceURLLine = regexp.MustCompile(`\(or open (http://\S+)\)`)
 
+// When the person or the provider refuses, login fails and saves nothing:
+// an error on the loopback redirect (browser flow), a denied device code.
+// No browser is needed: the refusals are sent as the provider would.
+func TestLogin_Refused(t *testing.T) {
+	e := startPeopleEnv(t)
+	t.Chdir(e.bundleDir)
+
+	t.Run("browser flow: error on the redirect", func(t *testing.T) {
+		out, _, done := startCLI(e.loginArgs("--no-browser")...)
+		u, err := url.Parse(out.waitFor(t, authURLLine, done))
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := u.Query()
+		resp, err := http.Get(q.Get("redirect_uri") + "?" + url.Values{"state": {q.Get("state")}, "error": {"access_denied"}, "error_description": {"user cancelled"}}.Encode())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		err = <-done
+		if err == nil || !strings.Contains(err.Error(), "refused the sign-in: access_denied user cancelled") {
+			t.Fatalf("login: %v", err)
+		}
+	})
+
+	t.Run("device flow: the person denies the code", func(t *testing.T) {
+		out, _, done := startCLI(e.loginArgs("--device")...)
+		complete, err := url.Parse(out.waitFor(t, deviceURLLine, done))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.PostForm(e.prov.Issuer+"/device", url.Values{"user_code": {complete.Query().Get("user_code")},
+			"username": {alice.Username}, "password": {alice.Password}, "action": {"deny"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("deny: %s", resp.Status)
+		}
+		err = <-done
+		if err == nil || !strings.Contains(err.Error(), "access_denied") {
+			t.Fatalf("login: %v", err)
+		}
+	})
+
+	if p := readProfile(t, "alice"); p.Token != "" || p.RefreshToken != "" {
+		t.Error("a refused login saved tokens")
+	}
+}
+
 // Usage errors need no provider.
 func TestLogin_Usage(t *testing.T) {
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
