@@ -223,6 +223,11 @@ func renewIfDue(ctx context.Context, name string, p profile) (profile, error) {
 	c := &oidcClient{Issuer: p.Issuer, ClientID: p.ClientID, Scopes: p.Scopes}
 	s, err := c.Refresh(ctx, p.RefreshToken)
 	if err != nil {
+		// Another writ command may have renewed first: providers that
+		// rotate refresh tokens then refuse the old one.
+		if q, lerr := loadProfile(name); lerr == nil && q.RefreshToken != p.RefreshToken && q.Token != "" && timeNow().Before(q.Expiry) {
+			return q, nil
+		}
 		return profile{}, status.Errorf(codes.Unauthenticated,
 			"the sign-in stored in profile %q has expired and could not be renewed (%v): run `writ login --profile %s` again", name, err, name)
 	}

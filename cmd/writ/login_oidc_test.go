@@ -366,6 +366,27 @@ func TestLogin(t *testing.T) {
 		p = renewed
 	})
 
+	t.Run("a renewal another command did first is used", func(t *testing.T) {
+		// Two commands renew at once; the provider rotates refresh tokens,
+		// so the slower one's token is refused: it uses the profile the
+		// faster one saved.
+		stale := p
+		timeNow = func() time.Time { return p.Expiry.Add(-refreshMargin / 2) }
+		t.Cleanup(func() { timeNow = time.Now })
+		if _, err := runCLI(t, "whoami", "--profile", "alice"); err != nil {
+			t.Fatal(err)
+		}
+		fresh := readProfile(t, "alice")
+		got, err := renewIfDue(context.Background(), "alice", stale)
+		if err != nil {
+			t.Fatalf("slower renewal: %v", err)
+		}
+		if got.Token != fresh.Token || got.RefreshToken != fresh.RefreshToken {
+			t.Error("the slower renewal did not use the saved profile")
+		}
+		p = fresh
+	})
+
 	t.Run("profiles lists the sign-in without tokens", func(t *testing.T) {
 		t.Setenv("WRIT_PROFILE", "alice")
 		out, err := runCLI(t, "profiles", "-o", "json")
