@@ -44,6 +44,8 @@ type Daemon struct {
 	health *health.Server
 	ready  readiness
 	store  *boltstore.Store
+	// storeFailed wakes the store recovery job (see recoverStore).
+	storeFailed chan struct{}
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -76,6 +78,13 @@ type Options struct {
 	// Hangup delivers SIGHUP. Until configuration reload exists, Run logs
 	// each one and carries on; without it a SIGHUP would kill the process.
 	Hangup <-chan os.Signal
+
+	// storeOpenFile opens the database file (tests inject I/O faults);
+	// nil means os.OpenFile.
+	storeOpenFile func(string, int, os.FileMode) (*os.File, error)
+	// storeRetry is how often a failed store is reopened; zero means
+	// defaultStoreRetry.
+	storeRetry time.Duration
 }
 
 // Intervals of the background jobs.
@@ -182,10 +191,15 @@ func (d *Daemon) build(ctx context.Context) (*components, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
-	if c.store, err = boltstore.Open(filepath.Join(cfg.DataDir, "writ.db"), boltstore.Options{}); err != nil {
+	d.storeFailed = make(chan struct{}, 1)
+	if c.store, err = boltstore.Open(filepath.Join(cfg.DataDir, "writ.db"), boltstore.Options{
+		OpenFile:  d.opts.storeOpenFile,
+		OnFailure: d.onStoreFailure,
+	}); err != nil {
 		return nil, err
 	}
 	d.store = c.store
+	d.ready.ledger = c.store.Err
 	d.life.addCloser("store", c.store.Close)
 	c.ledger = d.opts.Ledger
 	if c.ledger == nil {
