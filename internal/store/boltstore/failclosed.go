@@ -44,13 +44,13 @@ func (g *guard) signalLocked() {
 	g.changed = make(chan struct{})
 }
 
-func (g *guard) state() (durable uint64, failed error, changed <-chan struct{}) {
+func (g *guard) state() (durable uint64, changed <-chan struct{}, failed error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.changed == nil {
 		g.changed = make(chan struct{})
 	}
-	return g.durable, g.failed, g.changed
+	return g.durable, g.changed, g.failed
 }
 
 func (g *guard) committed(txid uint64) {
@@ -90,7 +90,7 @@ func (errWaitTurn) Error() string { return "boltstore: previous commit outcome p
 // Err returns nil while the store accepts reads and writes, or an error
 // wrapping ErrFailed after a failed commit, until Reopen succeeds.
 func (s *Store) Err() error {
-	_, failed, _ := s.guard.state()
+	_, _, failed := s.guard.state()
 	if failed != nil {
 		return fmt.Errorf("%w: %w", ErrFailed, failed)
 	}
@@ -129,7 +129,7 @@ func (s *Store) write(commitOf func(*bolt.DB) func(func(*bolt.Tx) error) error, 
 		fnOK := false // the last run of fn returned nil; bbolt's Batch may run it twice
 		err := commit(func(tx *bolt.Tx) error {
 			fnOK = false
-			durable, failed, changed := s.guard.state()
+			durable, changed, failed := s.guard.state()
 			if failed != nil {
 				return fmt.Errorf("%w: %w", ErrFailed, failed)
 			}

@@ -147,7 +147,7 @@ func (s *Store) openDB() (*bolt.DB, error) {
 func (s *Store) Reopen() error {
 	s.dbMu.Lock()
 	defer s.dbMu.Unlock()
-	durable, failed, _ := s.guard.state()
+	durable, _, failed := s.guard.state()
 	if failed == nil {
 		return nil
 	}
