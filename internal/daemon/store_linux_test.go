@@ -62,7 +62,8 @@ func (d *faultyDisk) breakNow(t *testing.T) {
 }
 
 // TestDaemon_FsyncFailure is reliability case T4 end to end: with the
-// store's fsync failing, a grant fails with UNAVAILABLE, /readyz says the
+// store's file failing (writes discarded, fsync refused; internal/store
+// tests the fsync and full-disk paths one by one), a grant fails with UNAVAILABLE, /readyz says the
 // ledger cannot be written (/healthz stays ok), and grants keep failing
 // while the disk does; once it heals the daemon reopens the store by itself
 // and grants work again. The ledger then holds exactly the grants whose

@@ -12,11 +12,11 @@ import (
 	"github.com/writ-dev/writ/internal/store/boltstore"
 )
 
-// faultyDisk opens database files normally until broken: then every write
-// to a file it opened is discarded and every fdatasync fails (the file
-// descriptor is replaced by one on /dev/null, which accepts writes and
-// refuses fsync with EINVAL), and opening fails with EIO, as a failing disk
-// would. heal makes opening work again.
+// faultyDisk opens database files normally until broken: then the
+// descriptors of the files it opened are replaced by one on a device
+// (/dev/null accepts writes and refuses fsync with EINVAL: a failing fsync;
+// /dev/full refuses writes with ENOSPC: a full disk), and opening fails
+// with EIO, as a failing disk would. heal makes opening work again.
 type faultyDisk struct {
 	mu     sync.Mutex
 	files  []*os.File
@@ -36,10 +36,12 @@ func (d *faultyDisk) OpenFile(name string, flag int, perm os.FileMode) (*os.File
 	return f, err
 }
 
-func (d *faultyDisk) breakNow(tb testing.TB) {
+func (d *faultyDisk) breakNow(tb testing.TB) { d.breakWith(tb, os.DevNull) }
+
+func (d *faultyDisk) breakWith(tb testing.TB, device string) {
 	tb.Helper()
 	d.broken.Store(true)
-	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	null, err := os.OpenFile(device, os.O_RDWR, 0)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -55,26 +57,48 @@ func (d *faultyDisk) breakNow(tb testing.TB) {
 
 func (d *faultyDisk) heal() { d.broken.Store(false) }
 
-// TestStore_FsyncFailure is reliability case T4: after a failed fsync the
-// store fails closed (no append, no read) until Reopen; the append whose
-// caller was told it failed is not in the ledger after reopening; later
-// appends build on the last durable record and the chain verifies.
+// TestStore_FsyncFailure is reliability case T4 (a failed fsync) and T5 (a
+// full disk): after the failed commit the store fails closed (no append,
+// no read) until Reopen; the append whose caller was told it failed is not
+// in the ledger after reopening; later appends build on the last durable
+// record and the chain verifies.
 func TestStore_FsyncFailure(t *testing.T) {
 	t.Parallel()
+	tests := []struct {
+		name, device string
+		cause        error
+	}{
+		{"T4: fsync fails", os.DevNull, syscall.EINVAL},
+		{"T5: disk full", "/dev/full", syscall.ENOSPC},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			testFailClosed(t, tt.device, tt.cause)
+		})
+	}
+}
+
+func testFailClosed(t *testing.T, device string, cause error) {
 	disk := &faultyDisk{}
 	var failures atomic.Int32
 	path := dbPath(t)
 	s := mustOpen(t, path, boltstore.Options{OpenFile: disk.OpenFile, OnFailure: func(error) { failures.Add(1) }})
 	l := newLog(t, s)
-	for i := range 2 {
+	const before = 2
+	for i := range before {
 		if _, err := l.Append(t.Context(), grant(i)); err != nil {
 			t.Fatalf("Append(#%d) = %v", i, err)
 		}
 	}
+	if err := s.MakeFreePages(); err != nil {
+		t.Fatal(err)
+	}
 
-	disk.breakNow(t)
-	if _, err := l.Append(t.Context(), grant(2)); !errors.Is(err, boltstore.ErrFailed) {
-		t.Fatalf("Append with a failing fsync = %v, want ErrFailed", err)
+	disk.breakWith(t, device)
+	_, err := l.Append(t.Context(), grant(before))
+	if !errors.Is(err, boltstore.ErrFailed) || !errors.Is(err, cause) {
+		t.Fatalf("Append on a broken disk = %v, want ErrFailed wrapping %v", err, cause)
 	}
 	if !errors.Is(s.Err(), boltstore.ErrFailed) {
 		t.Errorf("Err() = %v, want ErrFailed", s.Err())
@@ -82,7 +106,7 @@ func TestStore_FsyncFailure(t *testing.T) {
 	if got := failures.Load(); got != 1 {
 		t.Errorf("OnFailure called %d times, want 1", got)
 	}
-	if _, err := l.Append(t.Context(), grant(3)); !errors.Is(err, boltstore.ErrFailed) {
+	if _, err := l.Append(t.Context(), grant(before+1)); !errors.Is(err, boltstore.ErrFailed) {
 		t.Errorf("Append after the failure = %v, want ErrFailed (fail closed)", err)
 	}
 	if _, _, err := s.Head(t.Context()); !errors.Is(err, boltstore.ErrFailed) {
@@ -103,15 +127,15 @@ func TestStore_FsyncFailure(t *testing.T) {
 		t.Errorf("Err() after Reopen = %v, want nil", err)
 	}
 	head, _, err := s.Head(t.Context())
-	if err != nil || head.Seq != 2 || head.GrantID != grant(1).GrantID {
-		t.Fatalf("Head() after Reopen = seq %d grant %q, %v; want the last durable record (2, %q)", head.Seq, head.GrantID, err, grant(1).GrantID)
+	if err != nil || head.Seq != before || head.GrantID != grant(before-1).GrantID {
+		t.Fatalf("Head() after Reopen = seq %d grant %q, %v; want the last durable record (%d, %q)", head.Seq, head.GrantID, err, before, grant(before-1).GrantID)
 	}
-	if _, err := l.Append(t.Context(), grant(4)); err != nil {
+	if _, err := l.Append(t.Context(), grant(before+2)); err != nil {
 		t.Fatalf("Append after Reopen = %v", err)
 	}
 	sum, err := audit.Verify(t.Context(), s)
-	if err != nil || sum.Records != 3 {
-		t.Errorf("Verify() = %d records, %v; want 3 and a valid chain", sum.Records, err)
+	if err != nil || sum.Records != before+1 {
+		t.Errorf("Verify() = %d records, %v; want %d and a valid chain", sum.Records, err, before+1)
 	}
 }
 
@@ -123,6 +147,9 @@ func TestStore_FsyncFailure_Concurrent(t *testing.T) {
 	t.Parallel()
 	disk := &faultyDisk{}
 	s := mustOpen(t, dbPath(t), boltstore.Options{OpenFile: disk.OpenFile})
+	if err := s.MakeFreePages(); err != nil {
+		t.Fatal(err)
+	}
 	l := newLog(t, s)
 	var (
 		mu        sync.Mutex
