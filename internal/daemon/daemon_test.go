@@ -249,6 +249,11 @@ func TestHealthAndReadiness(t *testing.T) {
 			r.setStarted()
 			return r
 		}, "not ready: ledger not writable: fsync failed"},
+		{"vault unreachable", func() *readiness {
+			r := &readiness{vault: func() bool { return false }}
+			r.setStarted()
+			return r
+		}, "not ready: vault unreachable"},
 		{"svid expired", func() *readiness {
 			r := &readiness{svid: env.workload, now: func() time.Time { return expired }}
 			r.setStarted()

@@ -13,8 +13,9 @@ import (
 
 // readiness answers /healthz (liveness: the process serves HTTP) and
 // /readyz (readiness: the daemon should receive traffic). Not ready while
-// starting, while shutting down, while the ledger cannot be written, or
-// when the broker's own X.509-SVID has expired.
+// starting, while shutting down, while the ledger cannot be written, when
+// the broker's own X.509-SVID has expired, or when Vault is configured and
+// its client cannot serve (every check is a read of in-memory state).
 type readiness struct {
 	started  atomic.Bool
 	stopping atomic.Bool
@@ -23,6 +24,9 @@ type readiness struct {
 	// ledger reports why the ledger cannot be written, or nil; set before
 	// the HTTP listener opens.
 	ledger func() error
+	// vault reports whether the broker's Vault client can serve requests
+	// (circuit breaker closed, own token live); nil without a vault block.
+	vault func() bool
 	// now is the clock; nil means time.Now.
 	now func() time.Time
 }
@@ -43,6 +47,9 @@ func (r *readiness) problems() []string {
 		if err := r.ledger(); err != nil {
 			out = append(out, "ledger not writable: "+err.Error())
 		}
+	}
+	if r.vault != nil && !r.vault() {
+		out = append(out, "vault unreachable (circuit breaker open or the broker's own token lost)")
 	}
 	if r.svid != nil {
 		now := time.Now

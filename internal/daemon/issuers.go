@@ -51,6 +51,7 @@ func (d *Daemon) buildIssuers(ctx context.Context, pol *approval.Policy, store *
 		return set, err
 	}
 	d.life.addCloser("vault client", vc.Close)
+	d.ready.vault = vc.Healthy
 	if set.byKind[approval.KindVaultToken], err = vault.NewTokenIssuerWithClient(vc); err != nil {
 		return set, err
 	}
