@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/writ-dev/writ/broker/client"
+	"github.com/writ-dev/writ/internal/testenv"
 )
 
 // A workload asks, a person approves while the workload watches, and the
@@ -143,23 +144,13 @@ func TestClient_Watch_ReconnectsAfterBrokerRestart(t *testing.T) {
 		got, err := c.Watch(ctx, r.ID)
 		watched <- result{got, err}
 	}()
-	waitUntil(t, func() bool { return b.watches.Load() == 1 })
+	testenv.Eventually(t, 10*time.Second, "the first watch", func() bool { return b.watches.Load() == 1 })
 	b.bounce()
-	waitUntil(t, func() bool { return b.watches.Load() == 2 })
+	testenv.Eventually(t, 10*time.Second, "the watch to reconnect", func() bool { return b.watches.Load() == 2 })
 	if err := b.approve("alice", r.ID); err != nil {
 		t.Fatalf("approve: %v", err)
 	}
 	if res := <-watched; res.err != nil || res.r.State != client.StateApproved {
 		t.Errorf("Watch() across a restart = %v, %v; want approved", res.r.State, res.err)
-	}
-}
-
-// waitUntil polls cond until it holds, for at most 10s.
-func waitUntil(t *testing.T, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
-		}
 	}
 }

@@ -196,8 +196,7 @@ func (h *brokerHarness) VerifyLedger(ctx context.Context) (records uint64, ok bo
 
 // Close stops the broker as writd does and closes its store.
 func (h *brokerHarness) Close() error {
-	h.d.Shutdown()
-	return nil
+	return h.d.Shutdown()
 }
 
 // memLedger is the no-ledger upper bound: it numbers events and keeps

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/writ-dev/writ/internal/testenv"
 )
 
 // agentFile is what the test template renders.
@@ -47,18 +49,6 @@ func readAgentFile(t *testing.T, path string) (agentFile, bool) {
 	}
 	ms := func(s string) time.Time { n, _ := strconv.ParseInt(s, 10, 64); return time.UnixMilli(n) }
 	return agentFile{ref: m[1], issued: ms(m[2]), expires: ms(m[3]), raw: string(b)}, true
-}
-
-// waitFor polls cond every 20ms until it holds or d passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 type agentLogs struct {
@@ -155,7 +145,7 @@ credentials:
 	logs, stop := startAgent(t, path)
 
 	var first agentFile
-	waitFor(t, 10*time.Second, "the first file", func() (ok bool) { first, ok = readAgentFile(t, demo); return ok })
+	testenv.Eventually(t, 10*time.Second, "the first file", func() (ok bool) { first, ok = readAgentFile(t, demo); return ok })
 	fi, err := os.Stat(demo)
 	if err != nil {
 		t.Fatal(err)
@@ -168,7 +158,7 @@ credentials:
 	}
 
 	var second agentFile
-	waitFor(t, 10*time.Second, "the renewed file", func() bool {
+	testenv.Eventually(t, 10*time.Second, "the renewed file", func() bool {
 		var ok bool
 		second, ok = readAgentFile(t, demo)
 		return ok && second.ref != first.ref
@@ -182,7 +172,7 @@ credentials:
 		t.Errorf("renewed %v after the first issue, want 1.2s–1.8s (renew_fraction 0.5 ± 0.1)", gap)
 	}
 
-	waitFor(t, 5*time.Second, "the hook to run twice", func() bool {
+	testenv.Eventually(t, 5*time.Second, "the hook to run twice", func() bool {
 		b, _ := os.ReadFile(marker)
 		return strings.Count(string(b), "\n") >= 2
 	})
@@ -235,7 +225,7 @@ func TestAgent_SurvivesBrokerRestart(t *testing.T) {
 	logs, stop := startAgent(t, path)
 
 	var before agentFile
-	waitFor(t, 10*time.Second, "the first file", func() (ok bool) { before, ok = readAgentFile(t, demo); return ok })
+	testenv.Eventually(t, 10*time.Second, "the first file", func() (ok bool) { before, ok = readAgentFile(t, demo); return ok })
 	b.Stop()
 	downUntil := time.Now().Add(4 * time.Second) // longer than a credential lives
 	for time.Now().Before(downUntil) {
@@ -254,7 +244,7 @@ func TestAgent_SurvivesBrokerRestart(t *testing.T) {
 	down, _ := readAgentFile(t, demo)
 
 	b.Start()
-	waitFor(t, 15*time.Second, "a renewal after the broker restarted", func() bool {
+	testenv.Eventually(t, 15*time.Second, "a renewal after the broker restarted", func() bool {
 		got, ok := readAgentFile(t, demo)
 		return ok && got.ref != down.ref
 	})

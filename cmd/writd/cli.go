@@ -4,14 +4,16 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/spf13/cobra"
 
 	"github.com/writ-dev/writ/internal/daemon"
 )
 
-// run parses args and runs the chosen command until ctx is done.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// run parses args and runs the chosen command until ctx is done. hangup
+// delivers SIGHUP to the daemon, which logs and ignores it.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, hangup <-chan os.Signal) error {
 	root := &cobra.Command{
 		Use:           "writd",
 		Short:         "Writ broker daemon: just-in-time, time-boxed credentials for SPIFFE workloads",
@@ -21,11 +23,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(serveCmd(stderr), devCmd(stdout, stderr), checkCmd(stdout), versionCmd(stdout))
+	root.AddCommand(serveCmd(stderr, hangup), devCmd(stdout, stderr, hangup), checkCmd(stdout), versionCmd(stdout))
 	return root.ExecuteContext(ctx)
 }
 
-func serveCmd(logOut io.Writer) *cobra.Command {
+func serveCmd(logOut io.Writer, hangup <-chan os.Signal) *cobra.Command {
 	var path string
 	cmd := &cobra.Command{
 		Use:   "serve --config writ.yaml",
@@ -36,13 +38,11 @@ func serveCmd(logOut io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			m, err := daemon.New(cmd.Context(), cfg, daemon.Options{LogOutput: logOut})
+			d, err := daemon.New(cmd.Context(), cfg, daemon.Options{LogOutput: logOut, Hangup: hangup})
 			if err != nil {
 				return err
 			}
-			<-cmd.Context().Done()
-			m.Shutdown()
-			return nil
+			return d.Run(cmd.Context())
 		},
 	}
 	cmd.Flags().StringVar(&path, "config", "/etc/writ/writ.yaml", "configuration file")

@@ -125,7 +125,7 @@ func (d devInfo) Flags(who string) string {
 	return fmt.Sprintf("--broker %s --broker-id spiffe://%s/writd --svid-dir %s", d.GRPC, d.TD, filepath.Join(d.Dir, who))
 }
 
-func devCmd(stdout, logOut io.Writer) *cobra.Command {
+func devCmd(stdout, logOut io.Writer, hangup <-chan os.Signal) *cobra.Command {
 	var dir, listen, httpListen, adminListen string
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -170,18 +170,16 @@ func devCmd(stdout, logOut io.Writer) *cobra.Command {
 				closeAll()
 				return err
 			}
-			m, err := daemon.New(cmd.Context(), cfg, daemon.Options{LogOutput: logOut, GRPCListener: glis, HTTPListener: hlis, AdminListener: alis, DevOIDC: dev})
+			// From here the daemon owns the listeners, also when New fails.
+			m, err := daemon.New(cmd.Context(), cfg, daemon.Options{LogOutput: logOut, GRPCListener: glis, HTTPListener: hlis, AdminListener: alis, DevOIDC: dev, Hangup: hangup})
 			if err != nil {
-				closeAll()
 				return err
 			}
 			info := devInfo{TD: devTrustDomain, Dir: dir, GRPC: m.GRPCAddr.String(), HTTP: m.HTTPAddr.String(), Admin: m.AdminAddr.String()}
 			if err := devNext.Execute(stdout, info); err != nil {
-				return err
+				return errors.Join(err, m.Shutdown())
 			}
-			<-cmd.Context().Done()
-			m.Shutdown()
-			return nil
+			return m.Run(cmd.Context())
 		},
 	}
 	cmd.Flags().StringVar(&dir, "data-dir", "./writ-dev", "where the dev CA, SVIDs, policy and ledger live")

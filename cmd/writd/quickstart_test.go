@@ -174,8 +174,23 @@ func TestQuickstart(t *testing.T) {
 	base := strings.TrimSuffix(jwksURL, "/.well-known/jwks.json")
 	verifyWithJWKS(t, token, []byte(jwksOut), base)
 
+	// SIGHUP is logged and ignored (reload is not supported yet): the
+	// daemon keeps serving and is still ready (issue 12, item 7).
+	if err := daemon.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(base + "/readyz")
+	if err != nil {
+		t.Fatalf("GET /readyz after SIGHUP: %v", err)
+	}
+	ready, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || string(ready) != "ready\n" {
+		t.Errorf("GET /readyz after SIGHUP = %d %q, want 200 ready", resp.StatusCode, ready)
+	}
+
 	// The metrics the README lists are served.
-	resp, err := http.Get(base + "/metrics")
+	resp, err = http.Get(base + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,6 +213,9 @@ func TestQuickstart(t *testing.T) {
 	}
 	if err := daemon.Wait(); err != nil {
 		t.Fatalf("writd exited with %v after SIGTERM, want a clean exit", err)
+	}
+	if !strings.Contains(logs.String(), "ignoring signal") || !strings.Contains(logs.String(), "signal=hangup") {
+		t.Errorf("writd logs lack the ignored SIGHUP:\n%s", logs.String())
 	}
 	args := strings.Fields(commands[len(commands)-1])
 	out, code := runWrit(t, writ, env, args...)

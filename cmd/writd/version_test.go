@@ -11,14 +11,14 @@ import (
 func TestVersion(t *testing.T) {
 	t.Parallel()
 	var out bytes.Buffer
-	if err := run(context.Background(), []string{"version"}, &out, &out); err != nil {
+	if err := run(context.Background(), []string{"version"}, &out, &out, nil); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.HasPrefix(out.String(), "writd ") || !strings.Contains(out.String(), "go1.") {
 		t.Errorf("version: %q", out.String())
 	}
 	out.Reset()
-	if err := run(context.Background(), []string{"version", "-o", "json"}, &out, &out); err != nil {
+	if err := run(context.Background(), []string{"version", "-o", "json"}, &out, &out, nil); err != nil {
 		t.Fatal(err)
 	}
 	var v struct {
@@ -28,7 +28,7 @@ func TestVersion(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &v); err != nil || v.Version == "" || v.GoVersion == "" {
 		t.Errorf("version -o json: %q (%v)", out.String(), err)
 	}
-	if err := run(context.Background(), []string{"version", "-o", "yaml"}, &out, &out); err == nil {
+	if err := run(context.Background(), []string{"version", "-o", "yaml"}, &out, &out, nil); err == nil {
 		t.Error("version -o yaml: no error")
 	}
 }

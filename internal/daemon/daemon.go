@@ -2,24 +2,25 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
 	"github.com/writ-dev/writ/approval"
@@ -27,6 +28,7 @@ import (
 	"github.com/writ-dev/writ/internal/audit"
 	"github.com/writ-dev/writ/internal/oidc"
 	"github.com/writ-dev/writ/internal/policy"
+	"github.com/writ-dev/writ/internal/revoke"
 	"github.com/writ-dev/writ/internal/spiffe"
 	"github.com/writ-dev/writ/internal/store/boltstore"
 )
@@ -34,18 +36,22 @@ import (
 // Daemon is a running broker: the composition root, the only place adapters
 // meet. cmd/writd (serve and dev) and cmd/writ-bench build it with New.
 type Daemon struct {
-	cfg    Config
-	log    *slog.Logger
-	closer []func() error
+	cfg  Config
+	opts Options
+	log  *slog.Logger
+	life *lifecycle
 
-	grpcServer    *grpc.Server
-	adminServer   *grpc.Server
-	jwtSVIDServer *grpc.Server
-	httpServer    *http.Server
-	health        *health.Server
-	store         *boltstore.Store
+	health *health.Server
+	ready  readiness
+	store  *boltstore.Store
+	// storeFailed wakes the store recovery job (see recoverStore).
+	storeFailed chan struct{}
 
-	// GRPCAddr and HTTPAddr are the bound addresses (useful with port 0).
+	shutdownOnce sync.Once
+	shutdownErr  error
+
+	// GRPCAddr, AdminAddr, HTTPAddr and JWTSVIDAddr are the bound
+	// addresses (useful with port 0); nil for a listener not configured.
 	GRPCAddr    net.Addr
 	AdminAddr   net.Addr
 	HTTPAddr    net.Addr
@@ -61,7 +67,7 @@ type Options struct {
 	LogOutput io.Writer
 	// GRPCListener, HTTPListener and AdminListener, when set, are used
 	// instead of listening on cfg.Listen, cfg.HTTP.Listen and
-	// cfg.Admin.Listen. The daemon closes them.
+	// cfg.Admin.Listen. The daemon closes them, also when New fails.
 	GRPCListener, HTTPListener, AdminListener net.Listener
 	// DevOIDC is the dev-only OIDC issuer, served under /dev-oidc/. Only
 	// writd dev sets it.
@@ -69,6 +75,16 @@ type Options struct {
 	// Ledger replaces the durable ledger (audit.Log over the store). Only
 	// writ-bench sets it, for its no-ledger upper bound; production never.
 	Ledger broker.Ledger
+	// Hangup delivers SIGHUP. Until configuration reload exists, Run logs
+	// each one and carries on; without it a SIGHUP would kill the process.
+	Hangup <-chan os.Signal
+
+	// storeOpenFile opens the database file (tests inject I/O faults);
+	// nil means os.OpenFile.
+	storeOpenFile func(string, int, os.FileMode) (*os.File, error)
+	// storeRetry is how often a failed store is reopened; zero means
+	// defaultStoreRetry.
+	storeRetry time.Duration
 }
 
 // Intervals of the background jobs.
@@ -77,177 +93,261 @@ const (
 	revocationInterval = 5 * time.Second
 )
 
-// New builds every component from cfg, opens the listeners and starts
-// serving. The configuration was validated before (LoadConfig or
-// Config.Validate). If any step fails, New closes what it opened and
-// returns the error. The caller must call Shutdown.
+// components are the parts New builds, handed to the steps that wire them.
+type components struct {
+	pol       *approval.Policy
+	td        spiffeid.TrustDomain
+	operators []spiffeid.ID
+	store     *boltstore.Store
+	ledger    broker.Ledger
+	src       spiffe.Source
+	reg       *prometheus.Registry
+	issuers   issuerSet
+	approvals *approval.Service
+	revoker   *revoke.Revoker
+	notifier  broker.Notifier
+	people    broker.PersonVerifier
+	srv       *broker.Server
+}
+
+// New builds every component from cfg, in order, and starts it: the store,
+// the SVID source, the issuers, approvals, the revoker and the notifier, the
+// HTTP listener (first: in dev mode the OIDC verifier fetches the dev
+// issuer's keys from it), the OIDC verifier, the broker, the background
+// jobs and the gRPC listeners. The configuration was validated before
+// (LoadConfig or Config.Validate). If any step fails, New stops and closes
+// everything it started, in reverse, and returns the error. The caller must
+// call Shutdown (Run does).
 func New(ctx context.Context, cfg Config, opts Options) (_ *Daemon, err error) {
 	if opts.LogOutput == nil {
 		opts.LogOutput = io.Discard
 	}
-	m := &Daemon{cfg: cfg, log: newLogger(cfg.Log, opts.LogOutput)}
+	d := &Daemon{cfg: cfg, opts: opts, log: newLogger(cfg.Log, opts.LogOutput), life: newLifecycle(ctx), health: health.NewServer()}
+	for _, l := range []net.Listener{opts.GRPCListener, opts.HTTPListener, opts.AdminListener} {
+		if l != nil {
+			d.life.addCloser("listener "+l.Addr().String(), l.Close)
+		}
+	}
 	defer func() {
 		if err != nil {
-			m.closeAll()
+			if serr := d.Shutdown(); serr != nil {
+				d.log.Error("stop after failed start", "error", serr)
+			}
 		}
 	}()
-	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
-	m.closer = append(m.closer, func() error { stopBG(); return nil })
-
-	pol, err := policy.Load(cfg.Policy)
+	c, err := d.build(ctx)
 	if err != nil {
 		return nil, err
 	}
-	td, err := spiffeid.TrustDomainFromString(pol.TrustDomain)
-	if err != nil {
+	if err := d.startHTTP(c); err != nil {
+		return nil, err
+	}
+	if err := d.buildBroker(ctx, c); err != nil {
+		return nil, err
+	}
+	d.startJobs(c)
+	if err := d.startWorkload(c); err != nil {
+		return nil, err
+	}
+	if err := d.startAdmin(c); err != nil {
+		return nil, err
+	}
+	if err := d.startJWTSVID(ctx, c); err != nil {
+		return nil, err
+	}
+
+	d.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	d.ready.setStarted()
+	d.log.Info("writd serving",
+		slog.String("grpc", d.GRPCAddr.String()),
+		slog.Any("admin", d.AdminAddr),
+		slog.Any("http", d.HTTPAddr),
+		slog.Any("jwt_svid", d.JWTSVIDAddr),
+		slog.String("trust_domain", c.td.Name()),
+		slog.Int("entitlements", len(c.pol.Entitlements)),
+		slog.String("data_dir", cfg.DataDir))
+	return d, nil
+}
+
+// build opens the store and builds the components nothing reaches yet.
+func (d *Daemon) build(ctx context.Context) (*components, error) {
+	cfg := d.cfg
+	c := &components{}
+	var err error
+	if c.pol, err = policy.Load(cfg.Policy); err != nil {
+		return nil, err
+	}
+	if c.td, err = spiffeid.TrustDomainFromString(c.pol.TrustDomain); err != nil {
 		return nil, fmt.Errorf("policy trust_domain: %w", err)
 	}
-	operators := make([]spiffeid.ID, 0, len(cfg.Admin.Operators))
 	for _, o := range cfg.Admin.Operators {
 		id, err := spiffeid.FromString(o)
 		if err != nil {
 			return nil, fmt.Errorf("admin.operators: %q: %w", o, err)
 		}
-		operators = append(operators, id)
+		c.operators = append(c.operators, id)
 	}
 
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
-	store, err := boltstore.Open(filepath.Join(cfg.DataDir, "writ.db"), boltstore.Options{})
-	if err != nil {
+	d.storeFailed = make(chan struct{}, 1)
+	if c.store, err = boltstore.Open(filepath.Join(cfg.DataDir, "writ.db"), boltstore.Options{
+		OpenFile:  d.opts.storeOpenFile,
+		OnFailure: d.onStoreFailure,
+	}); err != nil {
 		return nil, err
 	}
-	m.store = store
-	m.closer = append(m.closer, store.Close)
-	var ledger broker.Ledger = opts.Ledger
-	if ledger == nil {
-		if ledger, err = audit.New(audit.Config{Store: store}); err != nil {
+	d.store = c.store
+	d.ready.ledger = c.store.Err
+	d.life.addCloser("store", c.store.Close)
+	c.ledger = d.opts.Ledger
+	if c.ledger == nil {
+		if c.ledger, err = audit.New(audit.Config{Store: c.store}); err != nil {
 			return nil, err
 		}
 	}
 
-	src, err := m.svidSource(ctx)
-	if err != nil {
+	if c.src, err = d.svidSource(ctx); err != nil {
 		return nil, err
 	}
-	m.closer = append(m.closer, src.Close)
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-
-	issuers, err := m.buildIssuers(ctx, pol, store, src, reg)
-	if err != nil {
-		return nil, err
+	d.life.addCloser("svid source", c.src.Close)
+	d.ready.svid = c.src
+	c.reg = prometheus.NewRegistry()
+	if err := c.reg.Register(collectors.NewGoCollector()); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
 	}
-
-	approvals, err := approval.NewService(approval.ServiceConfig{Store: store, BreakGlass: store, Policy: func() *approval.Policy { return pol }})
-	if err != nil {
-		return nil, err
-	}
-	revoker, err := m.newRevoker(issuers.byKind, store, ledger)
-	if err != nil {
-		return nil, err
+	if err := c.reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
 	}
 
-	notifier, err := m.newNotifier()
-	if err != nil {
+	if c.issuers, err = d.buildIssuers(ctx, c.pol, c.store, c.src, c.reg); err != nil {
 		return nil, err
 	}
-
-	// The HTTP listener comes first: in dev mode the OIDC verifier fetches
-	// the dev issuer's keys from it.
-	if err := m.startHTTP(opts, reg, issuers, store); err != nil {
+	if c.approvals, err = approval.NewService(approval.ServiceConfig{Store: c.store, BreakGlass: c.store, Policy: func() *approval.Policy { return c.pol }}); err != nil {
 		return nil, err
 	}
+	if c.revoker, err = d.newRevoker(c.issuers.byKind, c.store, c.ledger); err != nil {
+		return nil, err
+	}
+	if c.notifier, err = d.newNotifier(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
 
-	var people broker.PersonVerifier
-	if o := cfg.OIDC; o != nil {
+// buildBroker builds the OIDC verifier (after the HTTP listener: in dev
+// mode it fetches the dev issuer's keys from it) and the broker.
+func (d *Daemon) buildBroker(ctx context.Context, c *components) error {
+	if o := d.cfg.OIDC; o != nil {
 		vctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		v, err := oidc.New(vctx, oidc.Config{Issuer: o.Issuer, Audience: o.Audience, JWKSURL: o.JWKSURL,
-			GroupsClaim: o.GroupsClaim, Algorithms: o.Algorithms, Logger: m.log})
+			GroupsClaim: o.GroupsClaim, Algorithms: o.Algorithms, Logger: d.log})
 		cancel()
 		if err != nil {
-			return nil, fmt.Errorf("oidc: %w", err)
+			return fmt.Errorf("oidc: %w", err)
 		}
-		m.closer = append(m.closer, v.Close)
-		people = personVerifier{v}
+		d.life.addCloser("oidc verifier", v.Close)
+		c.people = personVerifier{v}
 	}
-
+	pol := c.pol
 	srv, err := broker.New(broker.Config{
 		Policy:    pol,
-		Issuers:   issuers.byKind,
-		Ledger:    ledger,
-		Operators: operators,
-		Approvals: approvals,
-		People:    people,
-		Revoker:   revoker,
-		Notifier:  notifier,
-		Grants:    store,
-		Metrics:   broker.NewMetrics(reg, func(name string) bool { _, ok := pol.Entitlements[name]; return ok }),
-		Logger:    m.log,
+		Issuers:   c.issuers.byKind,
+		Ledger:    c.ledger,
+		Operators: c.operators,
+		Approvals: c.approvals,
+		People:    c.people,
+		Revoker:   c.revoker,
+		Notifier:  c.notifier,
+		Grants:    c.store,
+		Metrics:   broker.NewMetrics(c.reg, func(name string) bool { _, ok := pol.Entitlements[name]; return ok }),
+		Logger:    d.log,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", cfg.Policy, err)
+		return fmt.Errorf("%s: %w", d.cfg.Policy, err)
 	}
+	c.srv = srv
+	return nil
+}
 
-	m.grpcServer = grpc.NewServer(append(serverLimits(),
-		grpc.Creds(spiffe.ServerCredentials(src, tlsconfig.AuthorizeMemberOf(td))),
-		grpc.ChainUnaryInterceptor(srv.UnaryInterceptor()),
-		grpc.ChainStreamInterceptor(srv.StreamInterceptor()),
-	)...)
-	srv.Register(m.grpcServer)
-	m.health = health.NewServer()
-	healthpb.RegisterHealthServer(m.grpcServer, m.health)
-	reflection.Register(m.grpcServer)
-	lis := opts.GRPCListener
+// startWorkload opens the workload listener: mutual TLS with SVIDs of the
+// policy's trust domain.
+func (d *Daemon) startWorkload(c *components) error {
+	gs := d.newGRPCServer(spiffe.ServerCredentials(c.src, tlsconfig.AuthorizeMemberOf(c.td)),
+		c.srv.UnaryInterceptor(), c.srv.StreamInterceptor())
+	c.srv.Register(gs)
+	healthpb.RegisterHealthServer(gs, d.health)
+	reflection.Register(gs)
+	lis := d.opts.GRPCListener
 	if lis == nil {
-		if lis, err = net.Listen("tcp", cfg.Listen); err != nil {
-			return nil, fmt.Errorf("listen: %w", err)
+		var err error
+		if lis, err = net.Listen("tcp", d.cfg.Listen); err != nil {
+			return fmt.Errorf("listen: %w", err)
 		}
 	}
-	m.GRPCAddr = lis.Addr()
-	go func() {
-		if err := m.grpcServer.Serve(lis); err != nil {
-			m.log.Error("grpc server stopped", "error", err)
-		}
-	}()
-
-	if err := m.startAdmin(opts, srv, src); err != nil {
-		return nil, err
-	}
-
-	if err := m.startJWTSVID(ctx, srv, src); err != nil {
-		return nil, err
-	}
-
-	go srv.RunExpiry(bg, expiryInterval)
-	go revoker.Run(bg, revocationInterval)
-
-	m.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	m.log.Info("writd serving",
-		slog.String("grpc", m.GRPCAddr.String()),
-		slog.Any("admin", m.AdminAddr),
-		slog.Any("http", m.HTTPAddr),
-		slog.Any("jwt_svid", m.JWTSVIDAddr),
-		slog.String("trust_domain", td.Name()),
-		slog.Int("entitlements", len(pol.Entitlements)),
-		slog.String("data_dir", cfg.DataDir))
-	return m, nil
+	d.GRPCAddr = lis.Addr()
+	d.life.serveGRPC("grpc", gs, lis)
+	return nil
 }
 
 // Store returns the daemon's store, for tools in this module that read the
 // ledger (writ-bench verifies it after a run). It is closed by Shutdown.
-func (m *Daemon) Store() *boltstore.Store { return m.store }
+func (d *Daemon) Store() *boltstore.Store { return d.store }
 
-// serverLimits bound what one client can take (reliability case T39).
-func serverLimits() []grpc.ServerOption {
-	return []grpc.ServerOption{
-		grpc.MaxRecvMsgSize(64 << 10),
-		grpc.MaxConcurrentStreams(256),
-		grpc.ConnectionTimeout(10 * time.Second),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 15 * time.Minute}),
+// Run serves until ctx is done or a component fails in a way the daemon
+// cannot continue from, then shuts down. It returns nil after a requested
+// stop that went cleanly, else the failure and any shutdown errors. SIGHUP
+// (Options.Hangup) is logged and ignored: reloading the configuration is
+// not supported yet.
+func (d *Daemon) Run(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			d.log.Info("stopping", "cause", context.Cause(ctx))
+			return d.Shutdown()
+		case err := <-d.life.fatal:
+			d.log.Error("stopping after a failure", "error", err)
+			return errors.Join(err, d.Shutdown())
+		case sig := <-d.opts.Hangup:
+			d.log.Warn("ignoring signal: configuration reload is not supported; restart writd to apply changes", "signal", fmt.Sprint(sig))
+		}
 	}
+}
+
+// Shutdown stops the daemon in reverse order of starting: it marks it not
+// ready, ends open streams and stops the listeners (in-flight calls finish,
+// bounded by the configured timeout), cancels the background jobs and
+// awaits them, then closes the clients and, last, the store. Nothing is
+// half-written: the ledger closes only after the last grant has been
+// recorded. It returns every error met, and the same on later calls.
+func (d *Daemon) Shutdown() error {
+	d.shutdownOnce.Do(func() {
+		d.ready.setStopping()
+		d.health.Shutdown()
+		timeout := d.cfg.ShutdownTimeout
+		if timeout <= 0 {
+			timeout = DefaultConfig().ShutdownTimeout
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		d.shutdownErr = d.life.stop(ctx)
+		if d.shutdownErr != nil {
+			d.log.Error("writd stopped with errors", "error", d.shutdownErr)
+		} else {
+			d.log.Info("writd stopped")
+		}
+	})
+	return d.shutdownErr
+}
+
+// NotifyHangup returns a channel that receives SIGHUP, for Options.Hangup,
+// and a function that stops the delivery. Call it before New so that a
+// SIGHUP during start-up does not kill the process.
+func NotifyHangup() (<-chan os.Signal, func()) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGHUP)
+	return ch, func() { signal.Stop(ch) }
 }
 
 // personVerifier adapts the OIDC verifier to what the broker consumes.
@@ -282,43 +382,6 @@ func (m *Daemon) svidSource(ctx context.Context) (spiffe.Source, error) {
 		return nil, fmt.Errorf("svid files: %w", err)
 	}
 	return src, nil
-}
-
-// Shutdown stops accepting work, lets in-flight grants finish (bounded by
-// the configured timeout), then closes the stores. Nothing is half-written:
-// the ledger closes only after the last grant has been recorded.
-func (m *Daemon) Shutdown() {
-	m.health.Shutdown()
-	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.ShutdownTimeout)
-	defer cancel()
-	for _, gs := range []*grpc.Server{m.grpcServer, m.adminServer, m.jwtSVIDServer} {
-		if gs == nil {
-			continue
-		}
-		done := make(chan struct{})
-		go func() { gs.GracefulStop(); close(done) }()
-		select {
-		case <-done:
-		case <-ctx.Done():
-			m.log.Warn("graceful stop timed out; cancelling in-flight calls")
-			gs.Stop()
-			<-done
-		}
-	}
-	if m.httpServer != nil {
-		_ = m.httpServer.Shutdown(ctx)
-	}
-	m.closeAll()
-	m.log.Info("writd stopped")
-}
-
-func (m *Daemon) closeAll() {
-	for i := len(m.closer) - 1; i >= 0; i-- {
-		if err := m.closer[i](); err != nil {
-			m.log.Error("close", "error", err)
-		}
-	}
-	m.closer = nil
 }
 
 func newLogger(c LogConfig, out io.Writer) *slog.Logger {

@@ -28,15 +28,15 @@ type issuerSet struct {
 
 // buildIssuers builds the local JWT issuer and, with a vault block, the
 // Vault issuers over one logged-in client.
-func (m *Daemon) buildIssuers(ctx context.Context, pol *approval.Policy, store *boltstore.Store, src spiffe.Source, reg prometheus.Registerer) (issuerSet, error) {
-	cfg := m.cfg
+func (d *Daemon) buildIssuers(ctx context.Context, pol *approval.Policy, store *boltstore.Store, src spiffe.Source, reg prometheus.Registerer) (issuerSet, error) {
+	cfg := d.cfg
 	set := issuerSet{byKind: map[approval.CredentialKind]broker.Issuer{}}
 	var err error
 	set.jwt, err = jwtissuer.New(jwtissuer.Config{
 		KeyFile:   filepath.Join(cfg.DataDir, "jwt-signing-key.pem"),
 		Algorithm: cfg.JWT.Algorithm,
 		Issuer:    cfg.JWT.Issuer,
-		Logger:    m.log,
+		Logger:    d.log,
 		DenyList:  store,
 	})
 	if err != nil {
@@ -46,11 +46,12 @@ func (m *Daemon) buildIssuers(ctx context.Context, pol *approval.Policy, store *
 	if cfg.Vault == nil {
 		return set, nil
 	}
-	vc, err := newVaultClient(ctx, *cfg.Vault, src, reg, m.log)
+	vc, err := newVaultClient(ctx, *cfg.Vault, src, reg, d.log)
 	if err != nil {
 		return set, err
 	}
-	m.closer = append(m.closer, vc.Close)
+	d.life.addCloser("vault client", vc.Close)
+	d.ready.vault = vc.Healthy
 	if set.byKind[approval.KindVaultToken], err = vault.NewTokenIssuerWithClient(vc); err != nil {
 		return set, err
 	}
@@ -69,7 +70,7 @@ func (m *Daemon) buildIssuers(ctx context.Context, pol *approval.Policy, store *
 
 // newRevoker builds the revoker whose durable queue lives in the store;
 // revocations that succeed only after a retry are recorded in the ledger.
-func (m *Daemon) newRevoker(issuers map[approval.CredentialKind]broker.Issuer, store *boltstore.Store, ledger broker.Ledger) (*revoke.Revoker, error) {
+func (d *Daemon) newRevoker(issuers map[approval.CredentialKind]broker.Issuer, store *boltstore.Store, ledger broker.Ledger) (*revoke.Revoker, error) {
 	revokers := make(map[approval.CredentialKind]revoke.Issuer, len(issuers))
 	for k, iss := range issuers {
 		revokers[k] = iss
@@ -77,25 +78,25 @@ func (m *Daemon) newRevoker(issuers map[approval.CredentialKind]broker.Issuer, s
 	return revoke.New(revoke.Config{
 		Issuers: revokers,
 		Queue:   store.Revocations(),
-		Logger:  m.log,
+		Logger:  d.log,
 		OnDone: func(ctx context.Context, it revoke.Item, outcome revoke.Outcome) {
 			_, err := ledger.Append(ctx, audit.Event{Action: broker.ActionCredentialRevoked, Actor: "writd", Outcome: string(outcome),
 				GrantID: it.GrantID, CredentialKind: string(it.Ref.Kind), CredentialRef: it.Ref.ID, Expires: it.Ref.Expires,
 				Details: map[string]string{"request_id": it.RequestID, "attempts": fmt.Sprint(it.Attempts)}})
 			if err != nil {
-				m.log.ErrorContext(ctx, "record queued revocation", "grant_id", it.GrantID, "error", err)
+				d.log.ErrorContext(ctx, "record queued revocation", "grant_id", it.GrantID, "error", err)
 			}
 		},
 		OnAlert: func(ctx context.Context, it revoke.Item) {
-			m.log.ErrorContext(ctx, "revocation keeps failing; revoke it by hand if Vault stays unreachable",
+			d.log.ErrorContext(ctx, "revocation keeps failing; revoke it by hand if Vault stays unreachable",
 				"grant_id", it.GrantID, "credential_kind", string(it.Ref.Kind), "credential_ref", it.Ref.ID, "attempts", it.Attempts, "last_error", it.LastError)
 		},
 	})
 }
 
 // newNotifier returns the webhook notifier, or nil when none is configured.
-func (m *Daemon) newNotifier() (broker.Notifier, error) {
-	f := m.cfg.Notify.WebhookURLFile
+func (d *Daemon) newNotifier() (broker.Notifier, error) {
+	f := d.cfg.Notify.WebhookURLFile
 	if f == "" {
 		return nil, nil
 	}
@@ -103,11 +104,11 @@ func (m *Daemon) newNotifier() (broker.Notifier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("notify.webhook_url_file: %w", err)
 	}
-	wh, err := notify.New(notify.Config{URL: url, Logger: m.log})
+	wh, err := notify.New(notify.Config{URL: url, Logger: d.log})
 	if err != nil {
 		return nil, fmt.Errorf("notify: %w", err)
 	}
-	m.closer = append(m.closer, func() error {
+	d.life.addCloser("webhook notifier", func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		return wh.Close(ctx)

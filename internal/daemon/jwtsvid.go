@@ -9,11 +9,9 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
-	"github.com/writ-dev/writ/broker"
 	"github.com/writ-dev/writ/internal/spiffe"
 )
 
@@ -66,53 +64,40 @@ func (c Config) validateJWTSVID() []error {
 }
 
 // startJWTSVID opens the JWT-SVID listener when configured: TLS with the
-// broker's X.509-SVID from src, the workload service and health, callers
+// broker's X.509-SVID, the workload service and health, callers
 // authenticated by the JWT-SVID interceptors. Its bundle source is closed
 // with the other components; Shutdown stops the server.
-func (m *Daemon) startJWTSVID(ctx context.Context, srv *broker.Server, src spiffe.Source) error {
-	c := m.cfg.JWTSVID
-	if c == nil {
+func (d *Daemon) startJWTSVID(ctx context.Context, c *components) error {
+	jc := d.cfg.JWTSVID
+	if jc == nil {
 		return nil
 	}
-	td, err := spiffeid.TrustDomainFromString(srv.Policy().TrustDomain)
-	if err != nil {
-		return fmt.Errorf("jwt_svid: policy trust_domain: %w", err)
-	}
-	bundles, err := m.jwtBundleSource(ctx, td)
+	bundles, err := d.jwtBundleSource(ctx, c.td)
 	if err != nil {
 		return err
 	}
-	m.closer = append(m.closer, bundles.Close)
-	verifier, err := spiffe.NewJWTVerifier(spiffe.JWTVerifierConfig{Bundles: bundles, TrustDomain: td, Audience: c.Audience})
+	d.life.addCloser("jwt bundle source", bundles.Close)
+	verifier, err := spiffe.NewJWTVerifier(spiffe.JWTVerifierConfig{Bundles: bundles, TrustDomain: c.td, Audience: jc.Audience})
 	if err != nil {
 		return fmt.Errorf("jwt_svid: %w", err)
 	}
-
-	gs := grpc.NewServer(append(serverLimits(),
-		grpc.Creds(credentials.NewTLS(spiffe.ServerTLSConfig(src))),
-		grpc.ChainUnaryInterceptor(srv.JWTSVIDUnaryInterceptor(verifier)),
-		grpc.ChainStreamInterceptor(srv.JWTSVIDStreamInterceptor(verifier)),
-	)...)
-	srv.RegisterWorkload(gs)
-	healthpb.RegisterHealthServer(gs, m.health)
-	lis, err := net.Listen("tcp", c.Listen)
+	gs := d.newGRPCServer(credentials.NewTLS(spiffe.ServerTLSConfig(c.src)),
+		c.srv.JWTSVIDUnaryInterceptor(verifier), c.srv.JWTSVIDStreamInterceptor(verifier))
+	c.srv.RegisterWorkload(gs)
+	healthpb.RegisterHealthServer(gs, d.health)
+	lis, err := net.Listen("tcp", jc.Listen)
 	if err != nil {
 		return fmt.Errorf("jwt_svid.listen: %w", err)
 	}
-	m.jwtSVIDServer = gs
-	m.JWTSVIDAddr = lis.Addr()
-	go func() {
-		if err := gs.Serve(lis); err != nil {
-			m.log.Error("jwt-svid server stopped", "error", err)
-		}
-	}()
+	d.JWTSVIDAddr = lis.Addr()
+	d.life.serveGRPC("jwt-svid", gs, lis)
 	return nil
 }
 
 // jwtBundleSource returns where JWT-SVID keys come from: the Workload API
 // when the broker's SVID does, else svid.jwt_bundle_file.
-func (m *Daemon) jwtBundleSource(ctx context.Context, td spiffeid.TrustDomain) (spiffe.JWTBundleSource, error) {
-	if s := m.cfg.SVID.WorkloadAPISocket; s != "" {
+func (d *Daemon) jwtBundleSource(ctx context.Context, td spiffeid.TrustDomain) (spiffe.JWTBundleSource, error) {
+	if s := d.cfg.SVID.WorkloadAPISocket; s != "" {
 		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 		b, err := spiffe.NewWorkloadJWTBundleSource(wctx, s)
@@ -122,10 +107,10 @@ func (m *Daemon) jwtBundleSource(ctx context.Context, td spiffeid.TrustDomain) (
 		return b, nil
 	}
 	b, err := spiffe.NewJWTBundleFileSource(ctx, spiffe.JWTBundleFileConfig{
-		Path:        m.cfg.SVID.JWTBundleFile,
+		Path:        d.cfg.SVID.JWTBundleFile,
 		TrustDomain: td,
-		Interval:    m.cfg.SVID.ReloadInterval,
-		Logger:      m.log,
+		Interval:    d.cfg.SVID.ReloadInterval,
+		Logger:      d.log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("svid.jwt_bundle_file: %w", err)

@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -161,7 +160,11 @@ func TestStart_JWTSVIDFiles(t *testing.T) {
 	if err != nil {
 		t.Fatalf("New() = %v", err)
 	}
-	shutdown := sync.OnceFunc(m.Shutdown)
+	shutdown := func() {
+		if err := m.Shutdown(); err != nil {
+			t.Errorf("Shutdown() = %v", err)
+		}
+	}
 	t.Cleanup(shutdown)
 	if m.JWTSVIDAddr == nil {
 		t.Fatal("JWTSVIDAddr is nil: the JWT-SVID listener did not open")

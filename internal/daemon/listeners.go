@@ -2,34 +2,50 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 
-	"github.com/writ-dev/writ/broker"
 	"github.com/writ-dev/writ/internal/jwtissuer"
 	"github.com/writ-dev/writ/internal/spiffe"
-	"github.com/writ-dev/writ/internal/store/boltstore"
 )
 
-// startHTTP serves the JWKS, the JWT deny-list, metrics, health and, in dev
-// mode only, the dev OIDC issuer.
-func (m *Daemon) startHTTP(opts Options, reg *prometheus.Registry, issuers issuerSet, store *boltstore.Store) error {
-	cfg := m.cfg.HTTP
-	if cfg.Listen == "" {
-		return nil
+// newGRPCServer builds a gRPC server with the options every listener
+// shares: the limits of serverLimits, then the interceptors in order (the
+// shutdown drain first, then the listener's own authentication). Add a
+// server option or an interceptor for every listener here.
+func (d *Daemon) newGRPCServer(creds credentials.TransportCredentials, unary grpc.UnaryServerInterceptor, stream grpc.StreamServerInterceptor) *grpc.Server {
+	return grpc.NewServer(append(serverLimits(),
+		grpc.Creds(creds),
+		grpc.ChainUnaryInterceptor(unary),
+		grpc.ChainStreamInterceptor(d.life.drainStreams(), stream),
+	)...)
+}
+
+// serverLimits bound what one client can take (reliability case T39).
+func serverLimits() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(64 << 10),
+		grpc.MaxConcurrentStreams(256),
+		grpc.ConnectionTimeout(10 * time.Second),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 15 * time.Minute}),
 	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /.well-known/jwks.json", jwksHandler(issuers.jwt, issuers.transit, m.log))
+}
+
+// routes registers every HTTP handler: the JWKS, the JWT deny-list,
+// metrics, liveness and readiness and, in dev mode only, the dev OIDC
+// issuer. Add an HTTP endpoint here.
+func (d *Daemon) routes(mux *http.ServeMux, c *components) {
+	mux.Handle("GET /.well-known/jwks.json", jwksHandler(c.issuers.jwt, c.issuers.transit, d.log))
+	store := c.store
 	mux.Handle("GET /.well-known/writ-revoked-jwts.json", jwtissuer.RevokedHandler(func(ctx context.Context, now time.Time) ([]jwtissuer.Revoked, error) {
 		denied, err := store.DeniedJTIs(ctx, now)
 		out := make([]jwtissuer.Revoked, 0, len(denied))
@@ -38,60 +54,53 @@ func (m *Daemon) startHTTP(opts Options, reg *prometheus.Registry, issuers issue
 		}
 		return out, err
 	}, nil))
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
-	if opts.DevOIDC != nil {
-		mux.Handle("/dev-oidc/", opts.DevOIDC.Handler())
+	mux.Handle("GET /metrics", promhttp.HandlerFor(c.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", d.ready.liveness)
+	mux.HandleFunc("GET /readyz", d.ready.readiness)
+	if d.opts.DevOIDC != nil {
+		mux.Handle("/dev-oidc/", d.opts.DevOIDC.Handler())
 	}
-	hl := opts.HTTPListener
+}
+
+// startHTTP opens the HTTP listener when configured and serves routes.
+func (d *Daemon) startHTTP(c *components) error {
+	cfg := d.cfg.HTTP
+	if cfg.Listen == "" {
+		return nil
+	}
+	mux := http.NewServeMux()
+	d.routes(mux, c)
+	hl := d.opts.HTTPListener
 	if hl == nil {
 		var err error
 		if hl, err = net.Listen("tcp", cfg.Listen); err != nil {
 			return fmt.Errorf("http.listen: %w", err)
 		}
 	}
-	m.HTTPAddr = hl.Addr()
-	m.httpServer = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
-	go func() {
-		var err error
-		if cfg.CertFile != "" {
-			err = m.httpServer.ServeTLS(hl, cfg.CertFile, cfg.KeyFile)
-		} else {
-			err = m.httpServer.Serve(hl)
-		}
-		if err != nil && !errors.Is(err, http.ErrServerClosed) {
-			m.log.Error("http server stopped", "error", err)
-		}
-	}()
-	m.closer = append(m.closer, func() error { return m.httpServer.Close() })
+	d.HTTPAddr = hl.Addr()
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
+	d.life.serveHTTP("http", hs, hl, cfg.CertFile, cfg.KeyFile)
 	return nil
 }
 
 // startAdmin opens the admin listener, where people reach the admin API
 // over TLS (the broker presents its SVID) with an OIDC ID token.
-func (m *Daemon) startAdmin(opts Options, srv *broker.Server, src spiffe.Source) error {
-	if m.cfg.Admin.Listen == "" {
+func (d *Daemon) startAdmin(c *components) error {
+	if d.cfg.Admin.Listen == "" {
 		return nil
 	}
-	m.adminServer = grpc.NewServer(append(serverLimits(),
-		grpc.Creds(credentials.NewTLS(spiffe.ServerTLSConfig(src))),
-		grpc.ChainUnaryInterceptor(srv.PersonUnaryInterceptor()),
-		grpc.ChainStreamInterceptor(srv.PersonStreamInterceptor()),
-	)...)
-	srv.RegisterAdmin(m.adminServer)
-	healthpb.RegisterHealthServer(m.adminServer, m.health)
-	al := opts.AdminListener
+	gs := d.newGRPCServer(credentials.NewTLS(spiffe.ServerTLSConfig(c.src)),
+		c.srv.PersonUnaryInterceptor(), c.srv.PersonStreamInterceptor())
+	c.srv.RegisterAdmin(gs)
+	healthpb.RegisterHealthServer(gs, d.health)
+	al := d.opts.AdminListener
 	if al == nil {
 		var err error
-		if al, err = net.Listen("tcp", m.cfg.Admin.Listen); err != nil {
+		if al, err = net.Listen("tcp", d.cfg.Admin.Listen); err != nil {
 			return fmt.Errorf("admin.listen: %w", err)
 		}
 	}
-	m.AdminAddr = al.Addr()
-	go func() {
-		if err := m.adminServer.Serve(al); err != nil {
-			m.log.Error("admin server stopped", "error", err)
-		}
-	}()
+	d.AdminAddr = al.Addr()
+	d.life.serveGRPC("admin", gs, al)
 	return nil
 }

@@ -15,8 +15,6 @@ package pgtest
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -113,7 +111,7 @@ func Start(t testing.TB) *Server {
 	if err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
-	password := randomHex(16)
+	password := testenv.RandomHex(16)
 	if err := initdb(t, bin, dir, owner, password); err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
@@ -226,7 +224,7 @@ func initdb(t testing.TB, bin, dir string, owner *osUser, password string) error
 // start runs one server attempt on a fresh port.
 func start(t testing.TB, bin, dir string, owner *osUser, password string) (*Server, error) {
 	t.Helper()
-	port, err := freePort()
+	port, err := testenv.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -366,21 +364,4 @@ func (s *Server) Exec(t testing.TB, statements ...string) {
 func (s *Server) Login(ctx context.Context, database, user, password string) error {
 	dsn := (&url.URL{Scheme: "postgres", User: url.UserPassword(user, password), Host: s.Addr, Path: "/" + database, RawQuery: "sslmode=disable"}).String()
 	return ping(ctx, dsn)
-}
-
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// randomHex returns n random bytes, hex-encoded.
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }

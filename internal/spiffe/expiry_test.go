@@ -13,6 +13,7 @@ import (
 
 	"github.com/writ-dev/writ/internal/spiffe"
 	"github.com/writ-dev/writ/internal/spiffe/devca"
+	"github.com/writ-dev/writ/internal/testenv"
 )
 
 // TestServerCredentials_ClosesOnPeerExpiry checks that a busy connection
@@ -70,7 +71,7 @@ func TestServerCredentials_ClosesOnPeerExpiry(t *testing.T) {
 			}
 			// A call may race the close at expiry; the next ones see the
 			// settled state.
-			eventually(t, rpcTimeout, "the connection to settle after expiry", func() bool {
+			testenv.Eventually(t, rpcTimeout, "the connection to settle after expiry", func() bool {
 				last = call()
 				return tt.rotate == (last == nil)
 			})

@@ -24,6 +24,7 @@ import (
 
 	"github.com/writ-dev/writ/internal/spiffe"
 	"github.com/writ-dev/writ/internal/spiffe/devca"
+	"github.com/writ-dev/writ/internal/testenv"
 )
 
 var testNow = time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
@@ -349,7 +350,7 @@ func TestFileSource_Rotation(t *testing.T) {
 	if _, err := devca.WriteSVID(filepath.Dir(files.Cert), second, ca.Bundle()); err != nil {
 		t.Fatalf("WriteSVID() err = %v", err)
 	}
-	eventually(t, 10*time.Second, "a handshake presenting the rotated SVID", func() bool {
+	testenv.Eventually(t, 10*time.Second, "a handshake presenting the rotated SVID", func() bool {
 		if err := check(t, ts.addr, clientCreds); err != nil {
 			t.Fatalf("Check() during rotation err = %v", err)
 		}
@@ -387,7 +388,7 @@ func TestFileSource_BrokenReloadKeepsPrevious(t *testing.T) {
 
 	// A corrupt certificate file.
 	writeFile(t, files.Cert, "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
-	eventually(t, 10*time.Second, "a warning naming the certificate file", func() bool {
+	testenv.Eventually(t, 10*time.Second, "a warning naming the certificate file", func() bool {
 		out := logs.String()
 		return strings.Contains(out, "level=WARN") && strings.Contains(out, files.Cert)
 	})
@@ -400,14 +401,14 @@ func TestFileSource_BrokenReloadKeepsPrevious(t *testing.T) {
 		t.Fatal(err)
 	}
 	copyFile(t, otherFiles.Cert, files.Cert)
-	eventually(t, 10*time.Second, "a key mismatch warning", func() bool {
+	testenv.Eventually(t, 10*time.Second, "a key mismatch warning", func() bool {
 		return strings.Contains(logs.String(), spiffe.ErrKeyMismatch.Error())
 	})
 	assertServing(t, first)
 
 	// Fixing the files is picked up.
 	copyFile(t, otherFiles.Key, files.Key)
-	eventually(t, 10*time.Second, "the fixed SVID to be served", func() bool {
+	testenv.Eventually(t, 10*time.Second, "the fixed SVID to be served", func() bool {
 		got, err := src.GetX509SVID()
 		return err == nil && serialOf(got).Cmp(serialOf(other)) == 0
 	})

@@ -151,22 +151,6 @@ func check(t *testing.T, addr string, creds credentials.TransportCredentials) er
 	return err
 }
 
-// eventually calls cond every 10ms until it returns true, failing t if that
-// takes longer than the deadline.
-func eventually(t *testing.T, deadline time.Duration, what string, cond func() bool) {
-	t.Helper()
-	timeout := time.After(deadline)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-timeout:
-			t.Fatalf("timed out after %s waiting for %s", deadline, what)
-		case <-tick.C:
-		}
-	}
-}
-
 // syncBuffer is a bytes.Buffer safe for the polling goroutine's logger to
 // write while the test reads.
 type syncBuffer struct {

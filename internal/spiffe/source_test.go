@@ -12,6 +12,7 @@ import (
 	"github.com/writ-dev/writ/internal/spiffe"
 	"github.com/writ-dev/writ/internal/spiffe/devca"
 	"github.com/writ-dev/writ/internal/spiffe/spiffetest"
+	"github.com/writ-dev/writ/internal/testenv"
 )
 
 func mustNewWorkloadSource(t *testing.T, addr string) spiffe.Source {
@@ -69,7 +70,7 @@ func TestNewWorkloadSource_Rotation(t *testing.T) {
 
 	second := issue(t, ca, serverID, devca.IssueOptions{})
 	api.SetX509SVID(second, ca.Bundle())
-	eventually(t, 10*time.Second, "a handshake presenting the pushed SVID", func() bool {
+	testenv.Eventually(t, 10*time.Second, "a handshake presenting the pushed SVID", func() bool {
 		if err := check(t, ts.addr, clientCreds); err != nil {
 			t.Fatalf("Check() during rotation err = %v", err)
 		}

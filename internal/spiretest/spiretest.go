@@ -15,7 +15,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -118,7 +117,10 @@ func Start(t testing.TB, opts Options) *SPIRE {
 		serverAPI: filepath.Join(sockDir, "private", "server.sock"),
 		agentAPI:  filepath.Join(sockDir, "public", "agent.sock"),
 	}
-	port := freePort(t)
+	port, err := testenv.FreePort()
+	if err != nil {
+		t.Fatalf("spiretest: %v", err)
+	}
 	serverConf := filepath.Join(dataDir, "server.conf")
 	writeFile(t, serverConf, fmt.Sprintf(serverConfTmpl,
 		port, s.serverAPI, td.Name(), filepath.Join(dataDir, "server"), opts.X509SVIDTTL,
@@ -376,17 +378,6 @@ func (s *SPIRE) waitHealthy(t testing.TB, name, socket string, exited <-chan str
 		}
 	}
 	t.Fatalf("spiretest: %s not healthy after %s: %v\n%s", name, startTimeout, err, out)
-}
-
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort(t testing.TB) int {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("spiretest: %v", err)
-	}
-	defer lis.Close()
-	return lis.Addr().(*net.TCPAddr).Port
 }
 
 func writeFile(t testing.TB, path, content string) {

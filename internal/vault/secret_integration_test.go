@@ -13,6 +13,7 @@ import (
 
 	"github.com/writ-dev/writ/approval"
 	"github.com/writ-dev/writ/internal/pgtest"
+	"github.com/writ-dev/writ/internal/testenv"
 	"github.com/writ-dev/writ/internal/vault"
 	"github.com/writ-dev/writ/internal/vault/vaulttest"
 )
@@ -150,19 +151,6 @@ func (e *dbEnv) leases(t *testing.T, prefix string) []any {
 	return keys
 }
 
-// eventually polls cond every 200ms until it returns true or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, cond func() bool) bool {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return true
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	return cond()
-}
-
 func TestSecretIssuer_PostgreSQL(t *testing.T) {
 	t.Parallel()
 	e := setupDB(t)
@@ -221,10 +209,7 @@ func TestSecretIssuer_PostgreSQL(t *testing.T) {
 			t.Fatalf("log in before expiry: %v", err)
 		}
 		// PostgreSQL's VALID UNTIL, then Vault's revocation, end it.
-		refused := eventually(t, 30*time.Second, func() bool { return e.login(t.Context(), cred) != nil })
-		if !refused {
-			t.Fatalf("credentials still log in 30s after a 3s lease")
-		}
+		testenv.Eventually(t, 30*time.Second, "the credentials to be refused after a 3s lease", func() bool { return e.login(t.Context(), cred) != nil })
 		if late := time.Since(cred.Ref.Expires); late > 20*time.Second {
 			t.Errorf("credentials worked until %s after Ref.Expires", late)
 		}

@@ -28,7 +28,7 @@ type aggregate[T any] struct {
 // create stores v with Version 1 (whatever v says). It returns an error
 // wrapping approval.ErrConflict if the ID exists, or approval.ErrInvalid if
 // it is empty.
-func (a aggregate[T]) create(ctx context.Context, db *bolt.DB, v T) error {
+func (a aggregate[T]) create(ctx context.Context, s *Store, v T) error {
 	id := a.id(&v)
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("create %s %s: %w", a.what, id, err)
@@ -41,7 +41,7 @@ func (a aggregate[T]) create(ctx context.Context, db *bolt.DB, v T) error {
 	if err != nil {
 		return fmt.Errorf("create %s %s: %w", a.what, id, err)
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
+	err = s.update(func(tx *bolt.Tx) error {
 		b, err := writeBucket(tx, a.bucket)
 		if err != nil {
 			return err
@@ -73,12 +73,12 @@ func (a aggregate[T]) getIn(b *bolt.Bucket, id string) (T, error) {
 
 // get returns record id, or an error wrapping approval.ErrNotFound or
 // ErrCorruptRecord.
-func (a aggregate[T]) get(ctx context.Context, db *bolt.DB, id string) (T, error) {
+func (a aggregate[T]) get(ctx context.Context, s *Store, id string) (T, error) {
 	var out T
 	if err := ctx.Err(); err != nil {
 		return out, fmt.Errorf("get %s %s: %w", a.what, id, err)
 	}
-	err := db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		var err error
 		out, err = a.getIn(tx.Bucket(a.bucket), id)
 		return err
@@ -99,13 +99,13 @@ func (a aggregate[T]) get(ctx context.Context, db *bolt.DB, id string) (T, error
 // Version one above the stored one (fn's change to Version is ignored) and
 // returned as a later get will read it. Errors wrap approval.ErrNotFound,
 // approval.ErrInvalid (fn changed the ID) or ErrCorruptRecord.
-func (a aggregate[T]) update(ctx context.Context, db *bolt.DB, id string, fn func(*T) error) (T, error) {
+func (a aggregate[T]) update(ctx context.Context, s *Store, id string, fn func(*T) error) (T, error) {
 	var out, zero T
 	if err := ctx.Err(); err != nil {
 		return zero, fmt.Errorf("update %s %s: %w", a.what, id, err)
 	}
 	var fnErr error
-	err := db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		b, err := writeBucket(tx, a.bucket)
 		if err != nil {
 			return err

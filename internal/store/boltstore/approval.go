@@ -36,14 +36,14 @@ var requests = aggregate[approval.Request]{
 // approval.ErrConflict if a request with r.ID exists, or approval.ErrInvalid
 // if r.ID is empty.
 func (s *Store) CreateRequest(ctx context.Context, r approval.Request) error {
-	return requests.create(ctx, s.db, r)
+	return requests.create(ctx, s, r)
 }
 
 // GetRequest implements approval.Store. It returns an error wrapping
 // approval.ErrNotFound if there is no request with that id, or
 // ErrCorruptRecord if its record is unreadable.
 func (s *Store) GetRequest(ctx context.Context, id string) (approval.Request, error) {
-	return requests.get(ctx, s.db, id)
+	return requests.get(ctx, s, id)
 }
 
 // UpdateRequest implements approval.Store. The read, fn and the write run
@@ -61,7 +61,7 @@ func (s *Store) GetRequest(ctx context.Context, id string) (approval.Request, er
 // fn changed the ID, or ErrCorruptRecord if the stored record is
 // unreadable.
 func (s *Store) UpdateRequest(ctx context.Context, id string, fn func(*approval.Request) error) (approval.Request, error) {
-	return requests.update(ctx, s.db, id, fn)
+	return requests.update(ctx, s, id, fn)
 }
 
 // ListRequests implements approval.Store: the requests matching f, newest
@@ -74,7 +74,7 @@ func (s *Store) ListRequests(ctx context.Context, f approval.Filter) ([]approval
 		return nil, fmt.Errorf("list requests: %w", err)
 	}
 	var out []approval.Request
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(requestsBucket)
 		if b == nil {
 			return nil
@@ -134,7 +134,7 @@ func (s *Store) AddGrant(ctx context.Context, g approval.GrantRecord) error {
 		return fmt.Errorf("add grant %q to request %q: grant id must be non-empty without '/', request id non-empty: %w", g.GrantID, g.RequestID, approval.ErrInvalid)
 	}
 	gkey := grantKey(g.RequestID, g.GrantID)
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		rb, err := writeBucket(tx, requestsBucket)
 		if err != nil {
 			return err
@@ -181,7 +181,7 @@ func (s *Store) Grants(ctx context.Context, requestID string) ([]approval.GrantR
 		return nil, fmt.Errorf("list grants of %s: %w", requestID, err)
 	}
 	var out []approval.GrantRecord
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		if _, err := getRequest(tx.Bucket(requestsBucket), requestID); err != nil {
 			return err
 		}
@@ -227,7 +227,7 @@ func (s *Store) GrantsFor(ctx context.Context, beneficiary approval.Principal, s
 		return nil, nil
 	}
 	var out []approval.GrantRecord
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		ib, gb := tx.Bucket(grantsByBenefBucket), tx.Bucket(grantsBucket)
 		if ib == nil || gb == nil {
 			return nil

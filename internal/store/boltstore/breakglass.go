@@ -137,14 +137,14 @@ func decodeBreakGlass(key, raw []byte) (approval.BreakGlass, error) {
 // approval.ErrConflict if a use with bg.ID exists, or approval.ErrInvalid
 // if bg.ID is empty.
 func (s *Store) CreateBreakGlass(ctx context.Context, bg approval.BreakGlass) error {
-	return breakGlasses.create(ctx, s.db, bg)
+	return breakGlasses.create(ctx, s, bg)
 }
 
 // GetBreakGlass implements approval.BreakGlassStore. It returns an error
 // wrapping approval.ErrNotFound if there is no use with that id, or
 // ErrCorruptRecord if its record is unreadable.
 func (s *Store) GetBreakGlass(ctx context.Context, id string) (approval.BreakGlass, error) {
-	return breakGlasses.get(ctx, s.db, id)
+	return breakGlasses.get(ctx, s, id)
 }
 
 // UpdateBreakGlass implements approval.BreakGlassStore. As in
@@ -159,7 +159,7 @@ func (s *Store) GetBreakGlass(ctx context.Context, id string) (approval.BreakGla
 // such use, approval.ErrInvalid if fn changed the ID, or ErrCorruptRecord
 // if the stored record is unreadable.
 func (s *Store) UpdateBreakGlass(ctx context.Context, id string, fn func(*approval.BreakGlass) error) (approval.BreakGlass, error) {
-	return breakGlasses.update(ctx, s.db, id, fn)
+	return breakGlasses.update(ctx, s, id, fn)
 }
 
 // ListBreakGlass implements approval.BreakGlassStore: the uses matching
@@ -172,7 +172,7 @@ func (s *Store) ListBreakGlass(ctx context.Context, f approval.BreakGlassFilter)
 		return nil, fmt.Errorf("list break-glass: %w", err)
 	}
 	var out []approval.BreakGlass
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(breakGlassBucket)
 		if b == nil {
 			return nil

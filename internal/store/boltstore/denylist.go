@@ -46,7 +46,7 @@ func (s *Store) DenyJTI(ctx context.Context, jti string, exp time.Time) error {
 		return fmt.Errorf("deny jti: empty jti: %w", approval.ErrInvalid)
 	}
 	key := []byte(jti)
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		b, err := writeBucket(tx, deniedJTIsBucket)
 		if err != nil {
 			return err
@@ -85,7 +85,7 @@ func (s *Store) DeniedJTIs(ctx context.Context, now time.Time) ([]DeniedJTI, err
 		live    []DeniedJTI
 		expired [][]byte
 	)
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(deniedJTIsBucket)
 		if b == nil {
 			return nil
@@ -107,8 +107,8 @@ func (s *Store) DeniedJTIs(ctx context.Context, now time.Time) ([]DeniedJTI, err
 		return nil, fmt.Errorf("list denied jtis: %w", err)
 	}
 	slices.SortFunc(live, func(a, b DeniedJTI) int { return cmp.Compare(a.JTI, b.JTI) })
-	if len(expired) > 0 && !s.db.IsReadOnly() {
-		_ = s.db.Update(func(tx *bolt.Tx) error {
+	if len(expired) > 0 && !s.readOnly {
+		_ = s.update(func(tx *bolt.Tx) error {
 			b, err := writeBucket(tx, deniedJTIsBucket)
 			if err != nil {
 				return err

@@ -21,3 +21,9 @@ var ErrUnsupportedSchema = errors.New("unsupported database schema version")
 // not read, or does not match the key it is stored under. Nothing is
 // written over such a record: the caller fails closed.
 var ErrCorruptRecord = errors.New("corrupt or unreadable record")
+
+// ErrFailed is returned by every read and write after a commit failed (an
+// I/O error such as a failed fsync, or a full disk): the store fails closed
+// rather than continue on a file handle whose unsynced pages the kernel may
+// have dropped. Reopen clears it.
+var ErrFailed = errors.New("store failed a write and is closed until reopened")

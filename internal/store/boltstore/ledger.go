@@ -27,8 +27,10 @@ func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) 
 // before it starts; once the append is queued it runs to completion. It
 // returns build's error or audit.ErrNotNext (nothing stored), an error
 // wrapping audit.ErrTampered if the stored head is unreadable (appends stop
-// until the ledger is repaired: fail closed), or bbolt's error. On success
-// the entry has been fsynced.
+// until the ledger is repaired: fail closed), an error wrapping ErrFailed if
+// the commit failed or the store had failed before (nothing stored; appends
+// stop until Reopen), or bbolt's error. On success the entry has been
+// fsynced.
 func (s *Store) AppendEntry(ctx context.Context, build func(head audit.Entry, ok bool) (audit.Entry, error)) (audit.Entry, error) {
 	if err := ctx.Err(); err != nil {
 		return audit.Entry{}, fmt.Errorf("append ledger entry: %w", err)
@@ -71,9 +73,9 @@ func (s *Store) AppendEntry(ctx context.Context, build func(head audit.Entry, ok
 	}
 	// Alone, commit at once rather than wait out the batch delay; with
 	// company, group-commit. fn is the same either way.
-	commit := s.db.Batch
+	commit := s.batch
 	if s.appending.Add(1) == 1 {
-		commit = s.db.Update
+		commit = s.update
 	}
 	defer s.appending.Add(-1)
 	if err := commit(fn); err != nil {
@@ -93,7 +95,7 @@ func (s *Store) Head(ctx context.Context) (audit.Entry, bool, error) {
 		head audit.Entry
 		ok   bool
 	)
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(ledgerBucket)
 		if b == nil {
 			return nil
@@ -169,7 +171,7 @@ func (s *Store) ScanRecords(ctx context.Context, fn func(seq uint64, raw []byte)
 // readChunk copies up to scanChunk records that follow the key after (from
 // the first key if after is nil). done reports that the ledger has no more.
 func (s *Store) readChunk(after []byte) (recs []record, last []byte, done bool, err error) {
-	err = s.db.View(func(tx *bolt.Tx) error {
+	err = s.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(ledgerBucket)
 		if b == nil {
 			done = true
@@ -210,7 +212,7 @@ func (s *Store) GrantEntry(ctx context.Context, grantID string) (audit.Entry, bo
 		return audit.Entry{}, false, err
 	}
 	var raw []byte
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		ib, b := tx.Bucket(ledgerByGrantBucket), tx.Bucket(ledgerBucket)
 		if ib == nil || b == nil {
 			return nil

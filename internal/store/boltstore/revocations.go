@@ -92,7 +92,7 @@ func (q *RevocationQueue) Enqueue(ctx context.Context, it revoke.Item) error {
 		return fmt.Errorf("enqueue revocation %s: %w", it.ID, err)
 	}
 	key := []byte(it.ID)
-	err = q.s.db.Update(func(tx *bolt.Tx) error {
+	err = q.s.update(func(tx *bolt.Tx) error {
 		b, err := writeBucket(tx, revocationsBucket)
 		if err != nil {
 			return err
@@ -119,7 +119,7 @@ func (q *RevocationQueue) Due(ctx context.Context, now time.Time, lease time.Dur
 		return nil, fmt.Errorf("claim due revocations: %w", err)
 	}
 	var due []revoke.Item
-	err := q.s.db.Update(func(tx *bolt.Tx) error {
+	err := q.s.update(func(tx *bolt.Tx) error {
 		b, err := writeBucket(tx, revocationsBucket)
 		if err != nil {
 			return err
@@ -171,7 +171,7 @@ func (q *RevocationQueue) Reschedule(ctx context.Context, id string, attempts in
 		return fmt.Errorf("reschedule revocation %s: %w", id, err)
 	}
 	key := []byte(id)
-	err := q.s.db.Update(func(tx *bolt.Tx) error {
+	err := q.s.update(func(tx *bolt.Tx) error {
 		b, err := writeBucket(tx, revocationsBucket)
 		if err != nil {
 			return err
@@ -205,7 +205,7 @@ func (q *RevocationQueue) Done(ctx context.Context, id string) error {
 	if id == "" {
 		return nil
 	}
-	err := q.s.db.Update(func(tx *bolt.Tx) error {
+	err := q.s.update(func(tx *bolt.Tx) error {
 		b, err := writeBucket(tx, revocationsBucket)
 		if err != nil {
 			return err
@@ -224,7 +224,7 @@ func (q *RevocationQueue) Pending(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("count pending revocations: %w", err)
 	}
 	var n int
-	err := q.s.db.View(func(tx *bolt.Tx) error {
+	err := q.s.view(func(tx *bolt.Tx) error {
 		if b := tx.Bucket(revocationsBucket); b != nil {
 			n = b.Stats().KeyN
 		}

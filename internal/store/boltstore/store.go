@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -60,12 +61,26 @@ type Options struct {
 	// BatchDelay is how long a group commit of concurrent ledger appends
 	// waits for company. Zero means DefaultBatchDelay.
 	BatchDelay time.Duration
+	// OnFailure, if set, is called once (from the goroutine whose commit
+	// failed) when the store fails closed; Err then reports the failure
+	// until Reopen succeeds.
+	OnFailure func(error)
+	// OpenFile opens the database file; nil means os.OpenFile. Tests use it
+	// to inject I/O faults.
+	OpenFile func(name string, flag int, perm os.FileMode) (*os.File, error)
 }
 
 // Store is a bbolt-backed store. It implements audit.Store. It is safe for
 // concurrent use. The caller must Close it.
 type Store struct {
+	path      string
+	opts      Options
+	readOnly  bool
+	onFailure func(error)
+
+	dbMu      sync.RWMutex // held for reading by every transaction, for writing by Reopen
 	db        *bolt.DB
+	guard     guard
 	appending atomic.Int64 // AppendEntry calls in progress
 }
 
@@ -79,37 +94,85 @@ func Open(path string, opts Options) (*Store, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = defaultTimeout
 	}
+	if opts.BatchDelay <= 0 {
+		opts.BatchDelay = DefaultBatchDelay
+	}
 	if err := checkFile(path, opts.ReadOnly); err != nil {
 		return nil, err
 	}
-	db, err := bolt.Open(path, fileMode, &bolt.Options{Timeout: opts.Timeout, ReadOnly: opts.ReadOnly})
+	s := &Store{path: path, opts: opts, readOnly: opts.ReadOnly, onFailure: opts.OnFailure}
+	db, err := s.openDB()
+	if err != nil {
+		return nil, err
+	}
+	s.db = db
+	return s, nil
+}
+
+// openDB opens the bbolt file, checks or creates the schema and resets the
+// guard to the file's last commit.
+func (s *Store) openDB() (*bolt.DB, error) {
+	path, opts := s.path, s.opts
+	db, err := bolt.Open(path, fileMode, &bolt.Options{Timeout: opts.Timeout, ReadOnly: opts.ReadOnly, OpenFile: opts.OpenFile})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("open %s: lock not acquired within %v: %w: %w", path, opts.Timeout, ErrInUse, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	if opts.BatchDelay <= 0 {
-		opts.BatchDelay = DefaultBatchDelay
-	}
 	db.MaxBatchDelay = opts.BatchDelay
-	s := &Store{db: db}
 	if opts.ReadOnly {
 		err = db.View(checkSchema)
 	} else {
 		err = db.Update(initSchema)
 	}
+	var txid uint64
+	if err == nil {
+		err = db.View(func(tx *bolt.Tx) error { txid = uint64(tx.ID()); return nil })
+	}
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("open %s: %w", path, err), db.Close())
 	}
-	return s, nil
+	s.guard.reset(txid)
+	return db, nil
+}
+
+// Reopen recovers a store that failed closed (Err reports ErrFailed): it
+// closes the file handle, reverts a meta page written by the failed commit
+// (so that the transaction whose caller was told it failed stays undone,
+// and nothing builds on pages the kernel may have dropped), and opens the
+// file again. It does nothing if the store has not failed. While the cause
+// persists (the disk is still full or failing) it returns the error and
+// the store stays closed; call it again later.
+func (s *Store) Reopen() error {
+	s.dbMu.Lock()
+	defer s.dbMu.Unlock()
+	durable, _, failed := s.guard.state()
+	if failed == nil {
+		return nil
+	}
+	_ = s.db.Close() // the handle is not trusted any more; its errors say nothing new
+	if err := revertMetaAfter(s.path, durable, s.opts.OpenFile); err != nil {
+		return fmt.Errorf("reopen %s: %w", s.path, err)
+	}
+	db, err := s.openDB()
+	if err != nil {
+		s.guard.mu.Lock()
+		s.guard.failed = err
+		s.guard.mu.Unlock()
+		return fmt.Errorf("reopen: %w", err)
+	}
+	s.db = db
+	return nil
 }
 
 // Close releases the file lock and closes the database. It waits for
 // running transactions to finish.
 func (s *Store) Close() error {
+	s.dbMu.Lock()
+	defer s.dbMu.Unlock()
 	if err := s.db.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", s.db.Path(), err)
+		return fmt.Errorf("close %s: %w", s.path, err)
 	}
 	return nil
 }

@@ -9,13 +9,10 @@ package vaulttest
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -119,11 +116,11 @@ var errPortTaken = errors.New("listen address already in use")
 func start(t testing.TB, bin string, useTLS bool) (*Server, error) {
 	t.Helper()
 	dir := t.TempDir()
-	port, err := freePort()
+	port, err := testenv.FreePort()
 	if err != nil {
 		return nil, err
 	}
-	token := "root-" + randomHex(16)
+	token := "root-" + testenv.RandomHex(16)
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	logPath := filepath.Join(dir, "vault.log")
 	logFile, err := os.Create(logPath)
@@ -337,21 +334,4 @@ func (s *Server) Token(t testing.TB, policies ...string) string {
 		t.Fatalf("vaulttest: create token with policies %v: %v", policies, err)
 	}
 	return sec.Auth.ClientToken
-}
-
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// randomHex returns n random bytes, hex-encoded.
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
