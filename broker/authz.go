@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 
 	"google.golang.org/grpc/codes"
@@ -104,6 +105,11 @@ var rules = map[string]Rule{
 func RuleFor(fullMethod string) (Rule, bool) {
 	r, ok := rules[fullMethod]
 	return r, ok
+}
+
+// Methods returns every method that has a rule, sorted.
+func Methods() []string {
+	return slices.Sorted(maps.Keys(rules))
 }
 
 // admit is the one gate in front of every handler: it finds the method's
