@@ -37,9 +37,9 @@ type Rule struct {
 type limitClass int
 
 const (
-	noLimit    limitClass = iota
-	limitGrant            // credentials: issue, break-glass, renew
-	limitSubmit           // new access requests
+	noLimit     limitClass = iota
+	limitGrant             // credentials: issue, break-glass, renew
+	limitSubmit            // new access requests
 )
 
 // Public health and reflection methods, by full name.
