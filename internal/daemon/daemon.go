@@ -19,7 +19,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
 	"github.com/writ-dev/writ/approval"
@@ -177,8 +176,10 @@ func New(ctx context.Context, cfg Config, opts Options) (_ *Daemon, err error) {
 		Policy:    pol,
 		Issuers:   issuers.byKind,
 		Ledger:    ledger,
-		Operators: operators,
-		Approvals: approvals,
+		Operators:     operators,
+		AuditorGroups: cfg.Admin.AuditorGroups,
+		Limits:        cfg.Limits.broker(),
+		Approvals:     approvals,
 		People:    people,
 		Revoker:   revoker,
 		Notifier:  notifier,
@@ -190,7 +191,7 @@ func New(ctx context.Context, cfg Config, opts Options) (_ *Daemon, err error) {
 		return nil, fmt.Errorf("%s: %w", cfg.Policy, err)
 	}
 
-	m.grpcServer = grpc.NewServer(append(serverLimits(),
+	m.grpcServer = grpc.NewServer(append(cfg.Limits.broker().ServerOptions(),
 		grpc.Creds(spiffe.ServerCredentials(src, tlsconfig.AuthorizeMemberOf(td))),
 		grpc.ChainUnaryInterceptor(srv.UnaryInterceptor()),
 		grpc.ChainStreamInterceptor(srv.StreamInterceptor()),
@@ -239,16 +240,6 @@ func New(ctx context.Context, cfg Config, opts Options) (_ *Daemon, err error) {
 // ledger (writ-bench verifies it after a run). It is closed by Shutdown.
 func (m *Daemon) Store() *boltstore.Store { return m.store }
 
-// serverLimits bound what one client can take (reliability case T39).
-func serverLimits() []grpc.ServerOption {
-	return []grpc.ServerOption{
-		grpc.MaxRecvMsgSize(64 << 10),
-		grpc.MaxConcurrentStreams(256),
-		grpc.ConnectionTimeout(10 * time.Second),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 15 * time.Minute}),
-	}
-}
 
 // personVerifier adapts the OIDC verifier to what the broker consumes.
 type personVerifier struct{ v *oidc.Verifier }

@@ -88,7 +88,7 @@ func (m *Daemon) startJWTSVID(ctx context.Context, srv *broker.Server, src spiff
 		return fmt.Errorf("jwt_svid: %w", err)
 	}
 
-	gs := grpc.NewServer(append(serverLimits(),
+	gs := grpc.NewServer(append(m.cfg.Limits.broker().ServerOptions(),
 		grpc.Creds(credentials.NewTLS(spiffe.ServerTLSConfig(src))),
 		grpc.ChainUnaryInterceptor(srv.JWTSVIDUnaryInterceptor(verifier)),
 		grpc.ChainStreamInterceptor(srv.JWTSVIDStreamInterceptor(verifier)),

@@ -73,7 +73,7 @@ func (m *Daemon) startAdmin(opts Options, srv *broker.Server, src spiffe.Source)
 	if m.cfg.Admin.Listen == "" {
 		return nil
 	}
-	m.adminServer = grpc.NewServer(append(serverLimits(),
+	m.adminServer = grpc.NewServer(append(m.cfg.Limits.broker().ServerOptions(),
 		grpc.Creds(credentials.NewTLS(spiffe.ServerTLSConfig(src))),
 		grpc.ChainUnaryInterceptor(srv.PersonUnaryInterceptor()),
 		grpc.ChainStreamInterceptor(srv.PersonStreamInterceptor()),
