@@ -142,6 +142,9 @@ type envOptions struct {
 	limitNow func() time.Time
 	// people verifies ID tokens on an admin listener (nil: none started).
 	people broker.PersonVerifier
+	// intercept, if set, runs before the broker's interceptors on the
+	// workload listener.
+	intercept grpc.UnaryServerInterceptor
 }
 
 // newEnv starts a broker on loopback with real mTLS, a real bbolt ledger in
@@ -202,9 +205,13 @@ func newEnv(t *testing.T, opts envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	unary := []grpc.UnaryServerInterceptor{srv.UnaryInterceptor()}
+	if opts.intercept != nil {
+		unary = append([]grpc.UnaryServerInterceptor{opts.intercept}, unary...)
+	}
 	gs := grpc.NewServer(append(opts.limits.ServerOptions(),
 		grpc.Creds(spiffe.ServerCredentials(e.source(t, brokerID), tlsconfig.AuthorizeMemberOf(td))),
-		grpc.ChainUnaryInterceptor(srv.UnaryInterceptor()),
+		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(srv.StreamInterceptor()),
 	)...)
 	srv.Register(gs)
