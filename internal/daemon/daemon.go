@@ -173,19 +173,19 @@ func New(ctx context.Context, cfg Config, opts Options) (_ *Daemon, err error) {
 	}
 
 	srv, err := broker.New(broker.Config{
-		Policy:    pol,
-		Issuers:   issuers.byKind,
-		Ledger:    ledger,
+		Policy:        pol,
+		Issuers:       issuers.byKind,
+		Ledger:        ledger,
 		Operators:     operators,
 		AuditorGroups: cfg.Admin.AuditorGroups,
 		Limits:        cfg.Limits.broker(),
 		Approvals:     approvals,
-		People:    people,
-		Revoker:   revoker,
-		Notifier:  notifier,
-		Grants:    store,
-		Metrics:   broker.NewMetrics(reg, func(name string) bool { _, ok := pol.Entitlements[name]; return ok }),
-		Logger:    m.log,
+		People:        people,
+		Revoker:       revoker,
+		Notifier:      notifier,
+		Grants:        store,
+		Metrics:       broker.NewMetrics(reg, func(name string) bool { _, ok := pol.Entitlements[name]; return ok }),
+		Logger:        m.log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", cfg.Policy, err)
@@ -239,7 +239,6 @@ func New(ctx context.Context, cfg Config, opts Options) (_ *Daemon, err error) {
 // Store returns the daemon's store, for tools in this module that read the
 // ledger (writ-bench verifies it after a run). It is closed by Shutdown.
 func (m *Daemon) Store() *boltstore.Store { return m.store }
-
 
 // personVerifier adapts the OIDC verifier to what the broker consumes.
 type personVerifier struct{ v *oidc.Verifier }
