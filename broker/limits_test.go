@@ -161,3 +161,29 @@ func TestLimits_WatchCaps(t *testing.T) {
 		time.Sleep(10 * time.Millisecond) // the ended stream's handler returns asynchronously
 	}
 }
+
+// Watches are woken by the store's changes, not by polling: with the
+// fallback poll at an hour, expiry by the background job still reaches a
+// waiting workload at once (approval does too: TestApproval_WatchRequest
+// runs with the same hourly poll).
+func TestWatch_WokenByExpiry(t *testing.T) {
+	t.Parallel()
+	e := newApprEnv(t, apprOptions{limits: &broker.Limits{WatchPoll: time.Hour}})
+	w := e.workload(orderAPI)
+	r := requestAccess(t, w, "one-dba", time.Hour)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stream, err := w.WatchRequest(ctx, &brokerv1.WatchRequestRequest{RequestId: r.GetId()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(25 * time.Hour)
+	e.srv.ExpireOnce(ctx)
+	next, err := stream.Recv()
+	if err != nil || next.GetRequest().GetState() != brokerv1.RequestState_REQUEST_STATE_EXPIRED {
+		t.Fatalf("watch after expiry: %v %v, want expired", next, err)
+	}
+}
