@@ -148,7 +148,7 @@ func (s *Server) admit(ctx context.Context, method string, auth authFunc) (conte
 // its roles (operator, auditor) filled in.
 func (s *Server) authorize(method string, r Rule, c caller) (caller, error) {
 	if c.person == nil {
-		c.operator = s.operators(c.workload) == nil
+		c.operator = !c.bearer && s.operators(c.workload) == nil
 	} else {
 		c.auditor = anyOf(c.person.Groups, s.auditorGroups)
 	}

@@ -111,6 +111,7 @@ func TestAuthorize_GroupRules(t *testing.T) {
 		{"group rule admits a member", Rule{PeopleIn: []string{"sre"}}, caller{person: &Person{Groups: []string{"dev", "sre"}}}, nil},
 		{"group rule refuses a non-member", Rule{PeopleIn: []string{"sre"}}, caller{person: &Person{Groups: []string{"dev"}}}, errNotPermitted},
 		{"group rule refuses a workload", Rule{PeopleIn: []string{"sre"}}, caller{workload: op}, errNotPerson},
+		{"an operator's JWT-SVID is not an operator", Rule{Operators: true}, caller{workload: op, bearer: true}, errNotOperator},
 		{"the zero rule admits nobody", Rule{}, caller{workload: op}, errNotOperator},
 		{"the zero rule admits no person", Rule{}, caller{person: &Person{Groups: []string{"auditors"}}}, errNotPermitted},
 	}

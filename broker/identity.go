@@ -36,6 +36,9 @@ type PersonVerifier interface {
 type caller struct {
 	workload spiffeid.ID
 	person   *Person
+	// bearer marks a workload authenticated by a JWT-SVID, which can be
+	// replayed until it expires: such a caller is never an operator.
+	bearer bool
 	// operator and auditor are the caller's roles, set by authorize.
 	operator bool
 	auditor  bool

@@ -69,6 +69,6 @@ func (s *Server) jwtSVIDAuth(v JWTSVIDVerifier) authFunc {
 				fmt.Errorf("SPIFFE ID %s is not in trust domain %s", id, td))
 			return nil, status.Error(codes.Unauthenticated, "JWT-SVID from a foreign trust domain")
 		}
-		return withCaller(withRequestID(ctx), caller{workload: id}), nil
+		return withCaller(withRequestID(ctx), caller{workload: id, bearer: true}), nil
 	}
 }
