@@ -51,11 +51,12 @@ const (
 	reflectionV1Alpha = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
 )
 
+// Common rules.
 var (
-	workloads = Rule{Workloads: true}
-	staff     = Rule{Operators: true, People: true}
-	person    = Rule{People: true}
-	public    = Rule{Public: true}
+	anyWorkload  = Rule{Workloads: true}
+	staff        = Rule{Operators: true, People: true} // operators and anyone signed in
+	anyPerson    = Rule{People: true}
+	publicMethod = Rule{Public: true}
 )
 
 // rules is the authorization table: every RPC any listener serves and who
@@ -68,10 +69,10 @@ var rules = map[string]Rule{
 	// Workload API: the calling workload is the beneficiary.
 	brokerv1.BrokerService_IssueCredential_FullMethodName:   {Workloads: true, Limit: limitGrant},
 	brokerv1.BrokerService_RequestAccess_FullMethodName:     {Workloads: true, Limit: limitSubmit},
-	brokerv1.BrokerService_WatchRequest_FullMethodName:      workloads,
+	brokerv1.BrokerService_WatchRequest_FullMethodName:      anyWorkload,
 	brokerv1.BrokerService_BreakGlass_FullMethodName:        {Workloads: true, Limit: limitGrant},
 	brokerv1.BrokerService_RenewCredential_FullMethodName:   {Workloads: true, Limit: limitGrant},
-	brokerv1.BrokerService_ReleaseCredential_FullMethodName: workloads,
+	brokerv1.BrokerService_ReleaseCredential_FullMethodName: anyWorkload,
 
 	// Admin API: reading the policy is for operators and anyone signed in.
 	adminv1.AdminService_ListEntitlements_FullMethodName: staff,
@@ -82,8 +83,8 @@ var rules = map[string]Rule{
 	adminv1.AdminService_GetRequest_FullMethodName:    {Operators: true, People: true, Auditors: true},
 	adminv1.AdminService_CreateRequest_FullMethodName: {People: true, Limit: limitSubmit},
 	// Reviews are made by people (separation of duties is by person).
-	adminv1.AdminService_ApproveRequest_FullMethodName: person,
-	adminv1.AdminService_DenyRequest_FullMethodName:    person,
+	adminv1.AdminService_ApproveRequest_FullMethodName: anyPerson,
+	adminv1.AdminService_DenyRequest_FullMethodName:    anyPerson,
 	// Revocation: operators, the requester and the entitlement's approvers
 	// (the handler checks the last two).
 	adminv1.AdminService_RevokeRequest_FullMethodName: staff,
@@ -91,14 +92,14 @@ var rules = map[string]Rule{
 	adminv1.AdminService_TakeBreakGlass_FullMethodName:   {People: true, Limit: limitGrant},
 	adminv1.AdminService_ListBreakGlass_FullMethodName:   {Operators: true, People: true, Auditors: true},
 	adminv1.AdminService_GetBreakGlass_FullMethodName:    {Operators: true, People: true, Auditors: true},
-	adminv1.AdminService_ReviewBreakGlass_FullMethodName: person,
+	adminv1.AdminService_ReviewBreakGlass_FullMethodName: anyPerson,
 
 	// Health checks and reflection carry no secrets.
-	healthCheck:       public,
-	healthList:        public,
-	healthWatch:       public,
-	reflectionV1:      public,
-	reflectionV1Alpha: public,
+	healthCheck:       publicMethod,
+	healthList:        publicMethod,
+	healthWatch:       publicMethod,
+	reflectionV1:      publicMethod,
+	reflectionV1Alpha: publicMethod,
 }
 
 // RuleFor returns the authorization rule of a method ("/pkg.Service/Method").
