@@ -139,7 +139,7 @@ func (s *Server) admit(ctx context.Context, method string, auth authFunc) (conte
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
-	if err := s.limits.allow(rule.Limit, c.principal()); err != nil {
+	if err := s.limits.allow(rule.Limit, c.principal(), s.metrics); err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
 	return withCaller(ctx, c), nil

@@ -131,7 +131,7 @@ func newLimiters(l Limits, now func() time.Time) *limiters {
 }
 
 // allow counts one call by principal p against class c.
-func (l *limiters) allow(c limitClass, p fmt.Stringer) error {
+func (l *limiters) allow(c limitClass, p fmt.Stringer, m *Metrics) error {
 	var b *buckets
 	switch c {
 	case limitGrant:
@@ -144,6 +144,7 @@ func (l *limiters) allow(c limitClass, p fmt.Stringer) error {
 	if b.allow(p.String()) {
 		return nil
 	}
+	m.observeLimit(b.name + "s")
 	return fmt.Errorf("%s made more than %g %s calls per second (burst %d): slow down and retry (limits.%ss): %w",
 		p, b.rate, b.name, b.burst, b.name, errLimit)
 }

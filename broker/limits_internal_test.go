@@ -126,14 +126,14 @@ func TestLimiters_Message(t *testing.T) {
 	clk := &fakeClock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
 	l := newLimiters(Limits{GrantRate: 1, GrantBurst: 1}, clk.Now)
 	p := stringer("spiffe://example.org/a")
-	if err := l.allow(limitGrant, p); err != nil {
+	if err := l.allow(limitGrant, p, nil); err != nil {
 		t.Fatal(err)
 	}
-	err := l.allow(limitGrant, p)
+	err := l.allow(limitGrant, p, nil)
 	if !errors.Is(err, errLimit) || !strings.Contains(err.Error(), "limits.grants") {
 		t.Errorf("second grant = %v, want errLimit naming limits.grants", err)
 	}
-	if err := l.allow(limitSubmit, p); err != nil {
+	if err := l.allow(limitSubmit, p, nil); err != nil {
 		t.Errorf("submit limit 0 refused: %v", err)
 	}
 }

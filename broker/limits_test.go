@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -49,12 +50,17 @@ func TestLimits_GrantRatePerPrincipal(t *testing.T) {
 func TestLimits_SubmitRate(t *testing.T) {
 	t.Parallel()
 	clk := &clock{t: fixedNow}
-	e := newApprEnv(t, apprOptions{limits: &broker.Limits{SubmitRate: 1, SubmitBurst: 1, WatchPoll: time.Hour}, limitNow: clk.Now})
+	reg := prometheus.NewRegistry()
+	e := newApprEnv(t, apprOptions{limits: &broker.Limits{SubmitRate: 1, SubmitBurst: 1, WatchPoll: time.Hour}, limitNow: clk.Now,
+		metrics: broker.NewMetrics(reg, func(string) bool { return true })})
 	w := e.workload(orderAPI)
 	requestAccess(t, w, "db-admin", time.Hour)
 	_, err := w.RequestAccess(context.Background(), &brokerv1.RequestAccessRequest{Entitlement: "db-admin", Duration: durationpb.New(time.Hour), Reason: "again"})
 	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "limits.requests") {
 		t.Errorf("second request at once = %v, want ResourceExhausted naming limits.requests", err)
+	}
+	if n := counterValue(t, reg, "writ_limit_refusals_total", "requests"); n != 1 {
+		t.Errorf("writ_limit_refusals_total{limit=requests} = %v, want 1", n)
 	}
 	clk.Advance(time.Second)
 	requestAccess(t, w, "db-admin", time.Hour)
@@ -186,4 +192,24 @@ func TestWatch_WokenByExpiry(t *testing.T) {
 	if err != nil || next.GetRequest().GetState() != brokerv1.RequestState_REQUEST_STATE_EXPIRED {
 		t.Fatalf("watch after expiry: %v %v, want expired", next, err)
 	}
+}
+
+// counterValue reads the registry's counter name{limit=label}.
+func counterValue(t *testing.T, reg *prometheus.Registry, name, label string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if mf.GetName() == name && lp.GetName() == "limit" && lp.GetValue() == label {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("no %s{limit=%q}", name, label)
+	return 0
 }

@@ -112,6 +112,7 @@ func (s *Server) checkPending(ctx context.Context, requester approval.Principal)
 		return fmt.Errorf("count pending requests: %w", err)
 	}
 	if len(pending) >= max {
+		s.metrics.observeLimit("pending_per_requester")
 		return fmt.Errorf("%s already has %d pending requests, the most allowed (limits.pending_per_requester); wait for reviews first: %w", requester, max, errLimit)
 	}
 	return nil
@@ -210,6 +211,7 @@ func (s *Server) acquireWatch(ctx context.Context, p string) (func(), error) {
 	if ok {
 		return release, nil
 	}
+	s.metrics.observeLimit("watches")
 	if full == 0 {
 		return nil, fmt.Errorf("%s already watches %d requests, the most allowed (limits.watches_per_principal): %w", p, caps[0], errLimit)
 	}
