@@ -101,7 +101,13 @@ func TestT39_FloodsDoNotStarveWellBehavedClients(t *testing.T) {
 	const maxStreams = 64
 	lim := broker.DefaultLimits()
 	lim.MaxConcurrentStreams = maxStreams
-	lim.HandshakeTimeout = 3 * time.Second
+	lim.HandshakeTimeout = 5 * time.Second
+	// 10,000 concurrent calls and 5,000 rapid resets; fewer under the race
+	// detector, which slows every call several times over.
+	conns, perConn, rapidResets := 10, 1000, 5000
+	if raceEnabled {
+		perConn, rapidResets = 300, 2000
+	}
 
 	var inflight sync.Map // peer address → *atomic.Int64
 	var maxInflight atomic.Int64
@@ -132,8 +138,22 @@ func TestT39_FloodsDoNotStarveWellBehavedClients(t *testing.T) {
 	baseline := runtime.NumGoroutine()
 	start := time.Now()
 
-	// The well-behaved client: one credential every 50 ms until the attacks end.
+	// Connections made before the attacks: the well-behaved client's (with
+	// a first call), and the two raw HTTP/2 attackers'. The handshake
+	// timeout that ends slowloris connections could also end a handshake
+	// made on a machine saturated by the flood.
 	good := dial(orderAPI)
+	if _, err := brokerv1.NewBrokerServiceClient(good).IssueCredential(context.Background(), &brokerv1.IssueCredentialRequest{Entitlement: "orders"}); err != nil {
+		t.Fatalf("well-behaved client before the attacks: %v", err)
+	}
+	rapid, err := dialH2(e.addr, rawTLS)
+	if err != nil {
+		t.Fatalf("rapid reset: dial: %v", err)
+	}
+	overflow, err := dialH2(e.addr, rawTLS)
+	if err != nil {
+		t.Fatalf("stream overflow: dial: %v", err)
+	}
 	stop := make(chan struct{})
 	var latencies []time.Duration
 	var goodErrs []error
@@ -148,7 +168,7 @@ func TestT39_FloodsDoNotStarveWellBehavedClients(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			t0 := time.Now()
-			_, err := c.IssueCredential(ctx, &brokerv1.IssueCredentialRequest{Entitlement: "orders"})
+			_, err := c.IssueCredential(ctx, &brokerv1.IssueCredentialRequest{Entitlement: "orders"}, grpc.WaitForReady(true))
 			cancel()
 			latencies = append(latencies, time.Since(t0))
 			if err != nil {
@@ -159,7 +179,6 @@ func TestT39_FloodsDoNotStarveWellBehavedClients(t *testing.T) {
 
 	var attacks sync.WaitGroup
 	// 1. 10,000 concurrent calls over 10 connections from one principal.
-	const conns, perConn = 10, 1000
 	var floodCodes sync.Map // codes.Code → *atomic.Int64
 	attacks.Go(func() {
 		var wg sync.WaitGroup
@@ -183,13 +202,9 @@ func TestT39_FloodsDoNotStarveWellBehavedClients(t *testing.T) {
 	// 2. HTTP/2 rapid reset: open and cancel 5,000 streams as fast as possible.
 	var rapidSent atomic.Int64
 	attacks.Go(func() {
-		h, err := dialH2(e.addr, rawTLS)
-		if err != nil {
-			t.Errorf("rapid reset: dial: %v", err)
-			return
-		}
+		h := rapid
 		defer h.Close()
-		for i := range 5000 {
+		for i := range rapidResets {
 			id := uint32(2*i + 1)
 			if h.open(id, brokerv1.BrokerService_IssueCredential_FullMethodName) != nil || h.reset(id) != nil {
 				break // the server may end an abusive connection
@@ -200,11 +215,7 @@ func TestT39_FloodsDoNotStarveWellBehavedClients(t *testing.T) {
 	// 3. More streams than allowed on one connection, never sending a message.
 	var refused atomic.Int64
 	attacks.Go(func() {
-		h, err := dialH2(e.addr, rawTLS)
-		if err != nil {
-			t.Errorf("stream overflow: dial: %v", err)
-			return
-		}
+		h := overflow
 		defer h.Close()
 		for i := range 4 * maxStreams {
 			if h.open(uint32(2*i+1), brokerv1.BrokerService_IssueCredential_FullMethodName) != nil {
@@ -313,6 +324,7 @@ func TestT39_FloodsDoNotStarveWellBehavedClients(t *testing.T) {
 		}
 		return latencies[min(len(latencies)-1, int(q*float64(len(latencies))))]
 	}
+	t.Logf("T39: %d calls over %d connections, %d rapid resets, 120 slowloris connections", conns*perConn, conns, rapidResets)
 	t.Logf("T39: %s; well-behaved calls %d p50 %s p99 %s max %s; flood %v; rapid reset streams %d; refused streams %d; max handlers per connection %d; goroutines %d → %d",
 		elapsed.Round(time.Millisecond), len(latencies), p(0.5), p(0.99), p(1), flood, rapidSent.Load(), refused.Load(), maxInflight.Load(), baseline, now)
 }
