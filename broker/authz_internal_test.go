@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/writ-dev/writ/approval"
 	"github.com/writ-dev/writ/internal/audit"
@@ -122,5 +124,29 @@ func TestAuthorize_GroupRules(t *testing.T) {
 				t.Errorf("authorize = %v, want %v", err, tt.want)
 			}
 		})
+	}
+}
+
+// The gate fails closed on a method without a rule, and lets public
+// methods through without asking for an identity.
+func TestAdmit_UnknownAndPublic(t *testing.T) {
+	t.Parallel()
+	s, err := New(Config{Policy: &approval.Policy{TrustDomain: "example.org"}, Ledger: nopLedger{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	authCalls := 0
+	auth := func(ctx context.Context, _ string) (context.Context, error) {
+		authCalls++
+		return withCaller(ctx, caller{workload: spiffeid.RequireFromPath(spiffeid.RequireTrustDomainFromString("example.org"), "/w")}), nil
+	}
+	if _, err := s.admit(context.Background(), "/writ.admin.v1.AdminService/NotInTheTable", auth); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("method without a rule = %v, want PermissionDenied", err)
+	}
+	if _, err := s.admit(context.Background(), healthCheck, auth); err != nil {
+		t.Errorf("health check = %v, want admitted", err)
+	}
+	if authCalls != 0 {
+		t.Errorf("authentication ran %d times for a method without a rule or a public one", authCalls)
 	}
 }
