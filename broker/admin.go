@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -19,22 +20,21 @@ import (
 // other credentials.
 const recentGrantsWindow = 7 * 24 * time.Hour
 
-// adminCaller returns a person, or a workload listed as an operator.
-func (s *Server) adminCaller(ctx context.Context) (caller, error) {
+// Who may call each admin RPC is decided before the handler runs, by the
+// rules in authz.go; handlers only read the authorized caller.
+
+// authorized returns the caller the interceptor authorized. Without one the
+// handler was reached without the interceptor: fail closed.
+func authorized(ctx context.Context) (caller, error) {
 	c, ok := callerFrom(ctx)
-	switch {
-	case !ok:
-		return caller{}, fmt.Errorf("no authenticated caller: %w", errNotOperator)
-	case c.person != nil:
-		return c, nil
-	case s.operators[c.workload]:
-		return c, nil
-	default:
-		return caller{}, fmt.Errorf("%s may not use the admin API (add it to admin.operators): %w", c.workload, errNotOperator)
+	if !ok {
+		return caller{}, fmt.Errorf("no authorized caller: %w", errNotPermitted)
 	}
+	return c, nil
 }
 
-// personFrom returns the calling person: reviews are made by people.
+// personFrom returns the calling person, for RPCs whose rule admits only
+// people.
 func personFrom(ctx context.Context) (*Person, error) {
 	c, ok := callerFrom(ctx)
 	if !ok || c.person == nil {
@@ -44,10 +44,7 @@ func personFrom(ctx context.Context) (*Person, error) {
 }
 
 // ListEntitlements returns the entitlements of the policy in force.
-func (s *Server) ListEntitlements(ctx context.Context, _ *adminv1.ListEntitlementsRequest) (*adminv1.ListEntitlementsResponse, error) {
-	if _, err := s.adminCaller(ctx); err != nil {
-		return nil, s.toStatus(ctx, err)
-	}
+func (s *Server) ListEntitlements(_ context.Context, _ *adminv1.ListEntitlementsRequest) (*adminv1.ListEntitlementsResponse, error) {
 	p := s.policy.Load()
 	resp := &adminv1.ListEntitlementsResponse{}
 	for _, name := range p.Names() {
@@ -58,7 +55,7 @@ func (s *Server) ListEntitlements(ctx context.Context, _ *adminv1.ListEntitlemen
 
 // WhoAmI returns the caller as the broker sees it.
 func (s *Server) WhoAmI(ctx context.Context, _ *adminv1.WhoAmIRequest) (*adminv1.WhoAmIResponse, error) {
-	c, err := s.adminCaller(ctx)
+	c, err := authorized(ctx)
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
@@ -72,9 +69,6 @@ func (s *Server) WhoAmI(ctx context.Context, _ *adminv1.WhoAmIRequest) (*adminv1
 
 // ExplainPolicy says whether a workload may have an entitlement and how.
 func (s *Server) ExplainPolicy(ctx context.Context, req *adminv1.ExplainPolicyRequest) (*adminv1.ExplainPolicyResponse, error) {
-	if _, err := s.adminCaller(ctx); err != nil {
-		return nil, s.toStatus(ctx, err)
-	}
 	p, err := approval.ParseWorkload(req.GetSpiffeId())
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
@@ -142,9 +136,9 @@ func (s *Server) CreateRequest(ctx context.Context, req *adminv1.CreateRequestRe
 	return &adminv1.CreateRequestResponse{Request: requestToProto(r)}, nil
 }
 
-// ListRequests lists requests, newest first.
+// ListRequests lists the requests the caller may see, newest first.
 func (s *Server) ListRequests(ctx context.Context, req *adminv1.ListRequestsRequest) (*adminv1.ListRequestsResponse, error) {
-	c, err := s.adminCaller(ctx)
+	c, err := authorized(ctx)
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
@@ -161,7 +155,7 @@ func (s *Server) ListRequests(ctx context.Context, req *adminv1.ListRequestsRequ
 	if req.GetMine() {
 		f.Requester = c.principal()
 	}
-	rs, err := s.approvals.List(ctx, f)
+	rs, err := s.listVisibleRequests(ctx, c, f)
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
@@ -174,13 +168,14 @@ func (s *Server) ListRequests(ctx context.Context, req *adminv1.ListRequestsRequ
 
 // GetRequest returns a request with what a reviewer needs to decide.
 func (s *Server) GetRequest(ctx context.Context, req *adminv1.GetRequestRequest) (*adminv1.GetRequestResponse, error) {
-	if _, err := s.adminCaller(ctx); err != nil {
+	c, err := authorized(ctx)
+	if err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
 	if s.approvals == nil {
 		return nil, s.toStatus(ctx, errNoApprovals)
 	}
-	r, err := s.approvals.Get(ctx, req.GetId())
+	r, err := s.visibleRequest(ctx, c, req.GetId())
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
@@ -277,7 +272,6 @@ func (s *Server) review(ctx context.Context, id string, d approval.Decision, com
 		s.notifier.Notify(ctx, notify.Event{Kind: "request.denied", RequestID: r.ID, Entitlement: r.Entitlement,
 			Beneficiary: r.Beneficiary.String(), Actor: person.Principal.String(), Reason: comment})
 	}
-	s.watch.changed(id)
 	s.log.InfoContext(ctx, "request reviewed", slog.String("request_id", id), slog.String("reviewer", person.Principal.String()),
 		slog.String("decision", string(d)), slog.String("state", string(r.State)))
 	return r, nil
@@ -285,14 +279,14 @@ func (s *Server) review(ctx context.Context, id string, d approval.Decision, com
 
 // RevokeRequest revokes an approval and every credential minted under it.
 func (s *Server) RevokeRequest(ctx context.Context, req *adminv1.RevokeRequestRequest) (*adminv1.RevokeRequestResponse, error) {
-	c, err := s.adminCaller(ctx)
+	c, err := authorized(ctx)
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
 	if s.approvals == nil {
 		return nil, s.toStatus(ctx, errNoApprovals)
 	}
-	before, err := s.approvals.Get(ctx, req.GetId())
+	before, err := s.visibleRequest(ctx, c, req.GetId())
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
@@ -303,7 +297,6 @@ func (s *Server) RevokeRequest(ctx context.Context, req *adminv1.RevokeRequestRe
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
-	s.watch.changed(r.ID)
 	receipt, err := s.revokeUnder(ctx, c.principal(), r, ActionRevokeApproval, req.GetReason(), grants)
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
@@ -320,11 +313,29 @@ func (s *Server) RevokeRequest(ctx context.Context, req *adminv1.RevokeRequestRe
 	return resp, nil
 }
 
+// visibleRequest returns request id if c may see it; otherwise, and if it
+// does not exist, the same NotFound.
+func (s *Server) visibleRequest(ctx context.Context, c caller, id string) (approval.Request, error) {
+	r, err := s.approvals.Get(ctx, id)
+	switch {
+	case errors.Is(err, approval.ErrNotFound):
+		return approval.Request{}, notVisible("request", id)
+	case err != nil:
+		return approval.Request{}, err
+	case !s.maySeeRequest(c, r):
+		return approval.Request{}, notVisible("request", id)
+	}
+	return r, nil
+}
+
 // mayRevoke allows operators, the requester, and anyone who could approve
 // the entitlement.
 func (s *Server) mayRevoke(c caller, r approval.Request) error {
-	if c.person == nil || c.person.Principal == r.Requester {
-		return nil // operators (adminCaller checked) and the requester
+	if c.operator || (c.person != nil && c.person.Principal == r.Requester) {
+		return nil
+	}
+	if c.person == nil {
+		return fmt.Errorf("%s is not an operator: %w", c.workload, errNotOperator)
 	}
 	if e, err := s.policy.Load().Lookup(r.Entitlement); err == nil {
 		for _, g := range c.person.Groups {
@@ -387,7 +398,6 @@ func (s *Server) ExpireOnce(ctx context.Context) {
 		s.log.ErrorContext(ctx, "expire requests", slog.Any("error", err))
 	}
 	for _, r := range expired {
-		s.watch.changed(r.ID)
 		grants, err := s.approvals.Grants(ctx, r.ID)
 		if err != nil {
 			s.log.ErrorContext(ctx, "list grants of expired approval", slog.String("request_id", r.ID), slog.Any("error", err))

@@ -96,6 +96,8 @@ var people = map[string]broker.Person{
 	"eve":     {Principal: "oidc:https://idp.test#eve", Groups: []string{"sales"}},
 	"mallory": {Principal: "oidc:https://idp.test#mallory", Groups: []string{"dba"}},
 	"sam":     {Principal: "oidc:https://idp.test#sam", Groups: []string{"sre", "security"}},
+	"nobody":  {Principal: "oidc:https://idp.test#nobody"},
+	"audrey":  {Principal: "oidc:https://idp.test#audrey", Groups: []string{"auditors"}},
 }
 
 // tokenPeople is a PersonVerifier for tests; OIDC itself is tested in
@@ -164,6 +166,8 @@ type apprOptions struct {
 	metrics  *broker.Metrics
 	ca       *devca.CA
 	clock    *clock
+	limits   *broker.Limits // nil: no rate limits, and watches re-read the store only when notified (hourly poll)
+	limitNow func() time.Time
 }
 
 func newApprEnv(t *testing.T, o apprOptions) *apprEnv {
@@ -225,9 +229,15 @@ func newApprEnv(t *testing.T, o apprOptions) *apprEnv {
 	if o.notifier != nil {
 		notifier = o.notifier
 	}
+	limits := broker.Limits{WatchPoll: time.Hour}
+	if o.limits != nil {
+		limits = *o.limits
+	}
 	e.srv, err = broker.New(broker.Config{
 		Policy: pol, Issuers: issuers, Ledger: ledger, Approvals: svc, Revoker: e.revoker,
 		People: tokenPeople{}, Notifier: notifier, Now: e.clock.Now, Metrics: o.metrics, Grants: store,
+		Operators: []spiffeid.ID{operator}, AuditorGroups: []string{"auditors"},
+		Limits: limits, LimitNow: o.limitNow,
 		Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
@@ -281,6 +291,18 @@ func (e *apprEnv) workload(id spiffeid.ID) brokerv1.BrokerServiceClient {
 	}
 	e.t.Cleanup(func() { _ = cc.Close() })
 	return brokerv1.NewBrokerServiceClient(cc)
+}
+
+// workloadConn returns a connection to the workload listener (which also
+// serves the admin API to operators) authenticated as id.
+func (e *apprEnv) workloadConn(id spiffeid.ID) *grpc.ClientConn {
+	cc, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(spiffe.ClientCredentials(
+		memSource{SVID: mustSVID(e.t, e.ca, id), Bundle: e.ca.Bundle()}, tlsconfig.AuthorizeID(brokerID))))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { _ = cc.Close() })
+	return cc
 }
 
 // person returns an admin API client signed in with token ("" for none).

@@ -146,9 +146,10 @@ func (s *Server) TakeBreakGlass(ctx context.Context, req *adminv1.TakeBreakGlass
 	return &adminv1.TakeBreakGlassResponse{Credential: credentialToProto(cred, bg.GrantID, bg.Entitlement, true), Record: s.bgToProto(bg)}, nil
 }
 
-// ListBreakGlass lists break-glass uses.
+// ListBreakGlass lists the break-glass uses the caller may see.
 func (s *Server) ListBreakGlass(ctx context.Context, req *adminv1.ListBreakGlassRequest) (*adminv1.ListBreakGlassResponse, error) {
-	if _, err := s.adminCaller(ctx); err != nil {
+	c, err := authorized(ctx)
+	if err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
 	if s.approvals == nil {
@@ -158,7 +159,7 @@ func (s *Server) ListBreakGlass(ctx context.Context, req *adminv1.ListBreakGlass
 	if n := int(req.GetPageSize()); n > 0 {
 		f.Limit = min(n, 1000)
 	}
-	list, err := s.approvals.ListBreakGlass(ctx, f)
+	list, err := s.listVisibleBreakGlass(ctx, c, f)
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
@@ -171,14 +172,18 @@ func (s *Server) ListBreakGlass(ctx context.Context, req *adminv1.ListBreakGlass
 
 // GetBreakGlass returns one use with the ledger's evidence.
 func (s *Server) GetBreakGlass(ctx context.Context, req *adminv1.GetBreakGlassRequest) (*adminv1.GetBreakGlassResponse, error) {
-	if _, err := s.adminCaller(ctx); err != nil {
+	c, err := authorized(ctx)
+	if err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
 	if s.approvals == nil {
 		return nil, s.toStatus(ctx, errNoApprovals)
 	}
 	bg, err := s.approvals.GetBreakGlass(ctx, req.GetId())
-	if err != nil {
+	switch {
+	case errors.Is(err, approval.ErrNotFound), err == nil && !s.maySeeBreakGlass(c, bg):
+		return nil, s.toStatus(ctx, notVisible("break-glass use", req.GetId()))
+	case err != nil:
 		return nil, s.toStatus(ctx, err)
 	}
 	resp := &adminv1.GetBreakGlassResponse{Record: s.bgToProto(bg)}

@@ -112,11 +112,12 @@ func (failingLedger) Append(context.Context, audit.Event) (audit.Entry, error) {
 }
 
 type env struct {
-	ca     *devca.CA
-	addr   string
-	store  *boltstore.Store
-	issuer *fakeIssuer
-	logs   *syncBuffer
+	ca        *devca.CA
+	addr      string
+	adminAddr string
+	store     *boltstore.Store
+	issuer    *fakeIssuer
+	logs      *syncBuffer
 }
 
 type syncBuffer struct {
@@ -136,6 +137,14 @@ type envOptions struct {
 	policy  string                                    // "": testPolicy
 	issuers map[approval.CredentialKind]broker.Issuer // nil: the fake JWT issuer
 	now     func() time.Time                          // nil: fixedNow
+	limits  broker.Limits
+	// limitNow is the rate limiters' clock (nil: time.Now).
+	limitNow func() time.Time
+	// people verifies ID tokens on an admin listener (nil: none started).
+	people broker.PersonVerifier
+	// intercept, if set, runs before the broker's interceptors on the
+	// workload listener.
+	intercept grpc.UnaryServerInterceptor
 }
 
 // newEnv starts a broker on loopback with real mTLS, a real bbolt ledger in
@@ -189,15 +198,22 @@ func newEnv(t *testing.T, opts envOptions) *env {
 		Operators: []spiffeid.ID{operator},
 		Logger:    slog.New(slog.NewJSONHandler(e.logs, nil)),
 		Now:       now,
+		Limits:    opts.limits,
+		LimitNow:  opts.limitNow,
+		People:    opts.people,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := grpc.NewServer(
+	unary := []grpc.UnaryServerInterceptor{srv.UnaryInterceptor()}
+	if opts.intercept != nil {
+		unary = append([]grpc.UnaryServerInterceptor{opts.intercept}, unary...)
+	}
+	gs := grpc.NewServer(append(opts.limits.ServerOptions(),
 		grpc.Creds(spiffe.ServerCredentials(e.source(t, brokerID), tlsconfig.AuthorizeMemberOf(td))),
-		grpc.ChainUnaryInterceptor(srv.UnaryInterceptor()),
+		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(srv.StreamInterceptor()),
-	)
+	)...)
 	srv.Register(gs)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -206,6 +222,21 @@ func newEnv(t *testing.T, opts envOptions) *env {
 	go func() { _ = gs.Serve(lis) }()
 	t.Cleanup(gs.Stop)
 	e.addr = lis.Addr().String()
+	if opts.people != nil {
+		as := grpc.NewServer(append(opts.limits.ServerOptions(),
+			grpc.Creds(credentials.NewTLS(spiffe.ServerTLSConfig(e.source(t, brokerID)))),
+			grpc.ChainUnaryInterceptor(srv.PersonUnaryInterceptor()),
+			grpc.ChainStreamInterceptor(srv.PersonStreamInterceptor()),
+		)...)
+		srv.RegisterAdmin(as)
+		alis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() { _ = as.Serve(alis) }()
+		t.Cleanup(as.Stop)
+		e.adminAddr = alis.Addr().String()
+	}
 	return e
 }
 

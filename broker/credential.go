@@ -218,6 +218,8 @@ func outcomeOf(err error) string {
 	switch {
 	case errors.Is(err, approval.ErrUnknownEntitlement):
 		return "unknown_entitlement"
+	case errors.Is(err, errLimit):
+		return "limit_exceeded"
 	case errors.Is(err, approval.ErrNotEligible):
 		return "not_eligible"
 	case errors.Is(err, approval.ErrConditionFalse):

@@ -7,4 +7,10 @@
 // credential just minted is revoked and the caller gets UNAVAILABLE. Every
 // denial is recorded too. Domain errors become gRPC status codes in one
 // place, errors.go.
+//
+// Who may call each RPC is one table (authz.go), enforced by the listeners'
+// interceptors before any handler runs; handlers only narrow what a person
+// sees (visibility.go). Limits (limits.go) bound what one caller can take:
+// transport limits, per-principal token buckets, a pending cap and watch
+// caps, each refusal RESOURCE_EXHAUSTED naming its setting.
 package broker

@@ -27,6 +27,10 @@ var (
 	errNotWorkload = errors.New("caller is not a workload")
 	// errNotPerson marks a review attempted without a person's identity.
 	errNotPerson = errors.New("caller is not a person")
+	// errNotPermitted marks a person whom the method's rule does not allow.
+	errNotPermitted = errors.New("caller is not permitted")
+	// errLimit marks a call refused by a rate limit or cap (see Limits).
+	errLimit = errors.New("limit exceeded")
 	// errNoApprovals marks an approval RPC on a broker without approvals.
 	errNoApprovals = errors.New("approvals are not configured on this broker")
 )
@@ -51,8 +55,11 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 		errors.Is(err, approval.ErrNotApprover),
 		errors.Is(err, errNotOperator),
 		errors.Is(err, errNotWorkload),
-		errors.Is(err, errNotPerson):
+		errors.Is(err, errNotPerson),
+		errors.Is(err, errNotPermitted):
 		return status.Error(codes.PermissionDenied, err.Error())
+	case errors.Is(err, errLimit):
+		return status.Error(codes.ResourceExhausted, err.Error())
 	case errors.Is(err, approval.ErrNotApproved),
 		errors.Is(err, approval.ErrWindowEnded),
 		errors.Is(err, approval.ErrReviewOverdue),

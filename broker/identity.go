@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"log/slog"
 	"strings"
 	"time"
 
@@ -37,7 +36,17 @@ type PersonVerifier interface {
 type caller struct {
 	workload spiffeid.ID
 	person   *Person
+	// bearer marks a workload authenticated by a JWT-SVID, which can be
+	// replayed until it expires: such a caller is never an operator.
+	bearer bool
+	// operator and auditor are the caller's roles, set by authorize.
+	operator bool
+	auditor  bool
 }
+
+// seesAll reports whether c may see every request and break-glass use:
+// operators and auditors.
+func (c caller) seesAll() bool { return c.operator || c.auditor }
 
 func (c caller) principal() approval.Principal {
 	if c.person != nil {
@@ -71,35 +80,39 @@ func requestIDFrom(ctx context.Context) string {
 	return id
 }
 
-// UnaryInterceptor authenticates calls on the workload listener: the caller's
-// SPIFFE ID comes only from the verified peer certificate. Calls without one
-// fail with UNAUTHENTICATED before any handler runs. Health and reflection
-// are exempt.
+// UnaryInterceptor authenticates and authorizes calls on the workload
+// listener: the caller's SPIFFE ID comes only from the verified peer
+// certificate, and the method's rule (see RuleFor) must allow it. Calls that
+// fail either never reach a handler. Public methods (health, reflection)
+// need no identity.
 func (s *Server) UnaryInterceptor() grpc.UnaryServerInterceptor {
-	return unary(s.authenticateWorkload)
+	return s.unary(s.authenticateWorkload)
 }
 
 // StreamInterceptor is the streaming counterpart of UnaryInterceptor.
 func (s *Server) StreamInterceptor() grpc.StreamServerInterceptor {
-	return stream(s.authenticateWorkload)
+	return s.stream(s.authenticateWorkload)
 }
 
 // PersonUnaryInterceptor authenticates calls on the admin listener with an
-// OIDC ID token in "authorization: Bearer <token>" metadata.
+// OIDC ID token in "authorization: Bearer <token>" metadata, and authorizes
+// them like UnaryInterceptor.
 func (s *Server) PersonUnaryInterceptor() grpc.UnaryServerInterceptor {
-	return unary(s.authenticatePerson)
+	return s.unary(s.authenticatePerson)
 }
 
 // PersonStreamInterceptor is the streaming counterpart of PersonUnaryInterceptor.
 func (s *Server) PersonStreamInterceptor() grpc.StreamServerInterceptor {
-	return stream(s.authenticatePerson)
+	return s.stream(s.authenticatePerson)
 }
 
+// authFunc authenticates the caller of method the way one listener does and
+// returns ctx carrying the caller.
 type authFunc func(ctx context.Context, method string) (context.Context, error)
 
-func unary(auth authFunc) grpc.UnaryServerInterceptor {
+func (s *Server) unary(auth authFunc) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		ctx, err := auth(ctx, info.FullMethod)
+		ctx, err := s.admit(ctx, info.FullMethod, auth)
 		if err != nil {
 			return nil, err
 		}
@@ -107,9 +120,9 @@ func unary(auth authFunc) grpc.UnaryServerInterceptor {
 	}
 }
 
-func stream(auth authFunc) grpc.StreamServerInterceptor {
+func (s *Server) stream(auth authFunc) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		ctx, err := auth(ss.Context(), info.FullMethod)
+		ctx, err := s.admit(ss.Context(), info.FullMethod, auth)
 		if err != nil {
 			return err
 		}
@@ -125,12 +138,9 @@ type wrappedStream struct {
 func (w *wrappedStream) Context() context.Context { return w.ctx }
 
 func (s *Server) authenticateWorkload(ctx context.Context, method string) (context.Context, error) {
-	if isPublic(method) {
-		return ctx, nil
-	}
 	id, ok := spiffe.PeerID(ctx)
 	if !ok {
-		s.log.WarnContext(ctx, "call without a verified SPIFFE ID", slog.String("method", method))
+		s.rejected.log(ctx, "call without a verified SPIFFE ID", method, nil)
 		return nil, status.Error(codes.Unauthenticated, "a verified X.509-SVID is required")
 	}
 	return withCaller(withRequestID(ctx), caller{workload: id}), nil
@@ -140,9 +150,6 @@ func (s *Server) authenticateWorkload(ctx context.Context, method string) (conte
 const maxTokenLen = 8 << 10
 
 func (s *Server) authenticatePerson(ctx context.Context, method string) (context.Context, error) {
-	if isPublic(method) {
-		return ctx, nil
-	}
 	if s.people == nil {
 		return nil, status.Error(codes.Unauthenticated, "people cannot sign in: no OIDC issuer is configured on this broker")
 	}
@@ -155,7 +162,7 @@ func (s *Server) authenticatePerson(ctx context.Context, method string) (context
 	}
 	p, err := s.people.VerifyPerson(ctx, token)
 	if err != nil {
-		s.log.InfoContext(ctx, "rejected ID token", slog.String("method", method), slog.Any("error", err))
+		s.rejected.log(ctx, "rejected ID token", method, err)
 		return nil, status.Error(codes.Unauthenticated, "invalid or expired ID token: run `writ login` again")
 	}
 	return withCaller(withRequestID(ctx), caller{person: &p}), nil
@@ -181,10 +188,4 @@ func withRequestID(ctx context.Context) context.Context {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	return context.WithValue(ctx, requestIDKey{}, hex.EncodeToString(b[:]))
-}
-
-// isPublic reports whether method needs no caller identity: health checks and
-// server reflection carry no secrets.
-func isPublic(method string) bool {
-	return strings.HasPrefix(method, "/grpc.health.v1.Health/") || strings.HasPrefix(method, "/grpc.reflection.")
 }

@@ -2,7 +2,7 @@ package broker
 
 import (
 	"context"
-	"log/slog"
+	"fmt"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
@@ -32,13 +32,13 @@ type JWTSVIDVerifier interface {
 // a bearer token can be replayed until it expires, so operators use mutual
 // TLS.
 func (s *Server) JWTSVIDUnaryInterceptor(v JWTSVIDVerifier) grpc.UnaryServerInterceptor {
-	return unary(s.jwtSVIDAuth(v))
+	return s.unary(s.jwtSVIDAuth(v))
 }
 
 // JWTSVIDStreamInterceptor is the streaming counterpart of
 // JWTSVIDUnaryInterceptor.
 func (s *Server) JWTSVIDStreamInterceptor(v JWTSVIDVerifier) grpc.StreamServerInterceptor {
-	return stream(s.jwtSVIDAuth(v))
+	return s.stream(s.jwtSVIDAuth(v))
 }
 
 // RegisterWorkload registers only the workload service on r, for the
@@ -49,9 +49,6 @@ func (s *Server) RegisterWorkload(r grpc.ServiceRegistrar) {
 
 func (s *Server) jwtSVIDAuth(v JWTSVIDVerifier) authFunc {
 	return func(ctx context.Context, method string) (context.Context, error) {
-		if isPublic(method) {
-			return ctx, nil
-		}
 		if v == nil {
 			return nil, status.Error(codes.Unauthenticated, "JWT-SVID authentication is not configured")
 		}
@@ -64,14 +61,14 @@ func (s *Server) jwtSVIDAuth(v JWTSVIDVerifier) authFunc {
 		}
 		id, err := v.VerifyJWTSVID(ctx, token)
 		if err != nil {
-			s.log.InfoContext(ctx, "rejected JWT-SVID", slog.String("method", method), slog.Any("error", err))
+			s.rejected.log(ctx, "rejected JWT-SVID", method, err)
 			return nil, status.Error(codes.Unauthenticated, "invalid or expired JWT-SVID")
 		}
 		if td := s.policy.Load().TrustDomain; id.TrustDomain().Name() != td {
-			s.log.InfoContext(ctx, "rejected JWT-SVID from a foreign trust domain",
-				slog.String("method", method), slog.String("spiffe_id", id.String()), slog.String("trust_domain", td))
+			s.rejected.log(ctx, "rejected JWT-SVID from a foreign trust domain", method,
+				fmt.Errorf("SPIFFE ID %s is not in trust domain %s", id, td))
 			return nil, status.Error(codes.Unauthenticated, "JWT-SVID from a foreign trust domain")
 		}
-		return withCaller(withRequestID(ctx), caller{workload: id}), nil
+		return withCaller(withRequestID(ctx), caller{workload: id, bearer: true}), nil
 	}
 }

@@ -13,6 +13,7 @@ type Metrics struct {
 	ledgerSeconds prometheus.Histogram
 	ledgerErrors  prometheus.Counter
 	overdue       prometheus.Gauge
+	limited       *prometheus.CounterVec
 	known         func(entitlement string) bool
 }
 
@@ -43,9 +44,13 @@ func NewMetrics(reg prometheus.Registerer, known func(entitlement string) bool) 
 			Name: "writ_breakglass_reviews_overdue",
 			Help: "Break-glass uses whose review is past due and still open.",
 		}),
+		limited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "writ_limit_refusals_total",
+			Help: "Calls refused by a limit (grants, requests, pending_per_requester, watches).",
+		}, []string{"limit"}),
 		known: known,
 	}
-	reg.MustRegister(m.grants, m.grantSeconds, m.ledgerSeconds, m.ledgerErrors, m.overdue)
+	reg.MustRegister(m.grants, m.grantSeconds, m.ledgerSeconds, m.ledgerErrors, m.overdue, m.limited)
 	return m
 }
 
@@ -75,4 +80,11 @@ func (m *Metrics) setOverdue(n int) {
 		return
 	}
 	m.overdue.Set(float64(n))
+}
+
+func (m *Metrics) observeLimit(limit string) {
+	if m == nil {
+		return
+	}
+	m.limited.WithLabelValues(limit).Inc()
 }

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"time"
 
+	"google.golang.org/grpc/peer"
+
 	"github.com/writ-dev/writ/approval"
 	"github.com/writ-dev/writ/internal/audit"
 	"github.com/writ-dev/writ/internal/notify"
@@ -24,10 +26,6 @@ const (
 	ActionExpire            = "expire"
 	ActionCredentialRevoked = "credential_revoked"
 )
-
-// watchPoll is how often a watch re-reads the store, to see changes made by
-// other replicas or by expiry.
-const watchPoll = 2 * time.Second
 
 // RequestAccess asks people to approve an entitlement for the calling workload.
 func (s *Server) RequestAccess(ctx context.Context, req *brokerv1.RequestAccessRequest) (*brokerv1.RequestAccessResponse, error) {
@@ -78,6 +76,11 @@ func (s *Server) submit(ctx context.Context, in approval.RequestInput, badDurati
 	if err := s.checkIssuerLimit(ctx, e, in.Duration); err != nil {
 		return refuse(err)
 	}
+	unlock := s.limits.lockSubmit(in.Requester.String())
+	defer unlock()
+	if err := s.checkPending(ctx, in.Requester); err != nil {
+		return refuse(err)
+	}
 	in.ID = newRequestID()
 	r, err := s.approvals.Submit(ctx, in)
 	if err != nil {
@@ -94,6 +97,25 @@ func (s *Server) submit(ctx context.Context, in approval.RequestInput, badDurati
 	s.log.InfoContext(ctx, "access requested", slog.String("request_id", r.ID), slog.String("entitlement", r.Entitlement),
 		slog.String("beneficiary", r.Beneficiary.String()), slog.String("requester", r.Requester.String()))
 	return r, nil
+}
+
+// checkPending refuses a new request from a requester who already has
+// Limits.MaxPendingPerRequester pending ones. The caller holds the
+// requester's submit lock.
+func (s *Server) checkPending(ctx context.Context, requester approval.Principal) error {
+	max := s.limitCfg.MaxPendingPerRequester
+	if max <= 0 {
+		return nil
+	}
+	pending, err := s.approvals.List(ctx, approval.Filter{States: []approval.State{approval.StatePending}, Requester: requester, Limit: max})
+	if err != nil {
+		return fmt.Errorf("count pending requests: %w", err)
+	}
+	if len(pending) >= max {
+		s.metrics.observeLimit("pending_per_requester")
+		return fmt.Errorf("%s already has %d pending requests, the most allowed (limits.pending_per_requester); wait for reviews first: %w", requester, max, errLimit)
+	}
+	return nil
 }
 
 // checkIssuerLimit refuses a request whose credentials the issuer could not
@@ -126,7 +148,9 @@ func (s *Server) issuerLimit(ctx context.Context, e *approval.Entitlement) (time
 	return lim, nil
 }
 
-// WatchRequest streams a request's state until it is resolved.
+// WatchRequest streams a request's state until it is resolved. Streams are
+// capped per principal and per connection; each wakes on a change
+// notification and re-reads the store only then, or every Limits.WatchPoll.
 func (s *Server) WatchRequest(req *brokerv1.WatchRequestRequest, stream brokerv1.BrokerService_WatchRequestServer) error {
 	ctx := stream.Context()
 	id, ok := workloadFrom(ctx)
@@ -136,14 +160,19 @@ func (s *Server) WatchRequest(req *brokerv1.WatchRequestRequest, stream brokerv1
 	if s.approvals == nil {
 		return s.toStatus(ctx, errNoApprovals)
 	}
-	wake, unsubscribe := s.watch.subscribe(req.GetRequestId())
+	release, err := s.acquireWatch(ctx, id.String())
+	if err != nil {
+		return s.toStatus(ctx, err)
+	}
+	defer release()
+	wake, unsubscribe := s.changes.Subscribe(req.GetRequestId())
 	defer unsubscribe()
 	r, err := s.approvals.Get(ctx, req.GetRequestId())
 	if err != nil || r.Beneficiary != approval.Principal(id.String()) {
 		// Another workload's request is indistinguishable from none.
 		return s.toStatus(ctx, fmt.Errorf("request %q: %w", truncate(req.GetRequestId(), 64), approval.ErrNotFound))
 	}
-	ticker := time.NewTicker(watchPoll)
+	ticker := time.NewTicker(s.watchPoll)
 	defer ticker.Stop()
 	for {
 		if err := stream.Send(&brokerv1.WatchRequestResponse{Request: requestToProto(r)}); err != nil {
@@ -169,6 +198,24 @@ func (s *Server) WatchRequest(req *brokerv1.WatchRequestRequest, stream brokerv1
 			}
 		}
 	}
+}
+
+// acquireWatch takes a watch slot for principal p on the caller's
+// connection, or says which cap is reached.
+func (s *Server) acquireWatch(ctx context.Context, p string) (func(), error) {
+	keys, caps := []string{"principal " + p}, []int{s.limitCfg.MaxWatchesPerPrincipal}
+	if pr, ok := peer.FromContext(ctx); ok && pr.Addr != nil {
+		keys, caps = append(keys, "conn "+pr.Addr.String()), append(caps, s.limitCfg.MaxWatchesPerConn)
+	}
+	release, full, ok := s.limits.watchers.acquire(keys, caps)
+	if ok {
+		return release, nil
+	}
+	s.metrics.observeLimit("watches")
+	if full == 0 {
+		return nil, fmt.Errorf("%s already watches %d requests, the most allowed (limits.watches_per_principal): %w", p, caps[0], errLimit)
+	}
+	return nil, fmt.Errorf("this connection already watches %d requests, the most allowed (limits.watches_per_connection): %w", caps[1], errLimit)
 }
 
 func requestEvent(action, outcome string, actor approval.Principal, r approval.Request, reason string, details map[string]string) audit.Event {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -83,8 +84,13 @@ type Config struct {
 	Issuers map[approval.CredentialKind]Issuer
 	// Ledger records every grant and denial. Required.
 	Ledger Ledger
-	// Operators may call the admin API with their SVIDs.
+	// Operators may call the admin API with their SVIDs; they see every
+	// request and break-glass use. They are matched with
+	// spiffeid.MatchOneOf.
 	Operators []spiffeid.ID
+	// AuditorGroups are people's groups that may see every request and
+	// break-glass use (people otherwise see only what concerns them).
+	AuditorGroups []string
 	// Approvals is required when the policy has an entitlement with
 	// approval mode "approvers".
 	Approvals Approvals
@@ -99,6 +105,15 @@ type Config struct {
 	// Grants finds a credential's newest ledger entry, for RenewCredential
 	// and ReleaseCredential; nil disables them.
 	Grants GrantLookup
+	// Limits bound what one caller can take; the zero value sets no rate
+	// limits or caps (see DefaultLimits).
+	Limits Limits
+	// LimitNow is the clock of the rate limiters; defaults to time.Now (not
+	// Now: limits measure real time even when Now is a test's fixed clock).
+	LimitNow func() time.Time
+	// Changes wakes WatchRequest streams; nil uses an in-process Hub that
+	// this broker's own changes signal.
+	Changes RequestChanges
 	// Metrics, if set, receives grant and ledger measurements.
 	Metrics *Metrics
 	// Logger defaults to discarding.
@@ -125,8 +140,14 @@ type Server struct {
 	revoker       Revoker
 	notifier      Notifier
 	grants        GrantLookup
-	watch         *watchHub
-	operators     map[spiffeid.ID]bool
+	hub           *Hub
+	changes       RequestChanges
+	operators     spiffeid.Matcher
+	auditorGroups []string
+	limitCfg      Limits
+	limits        *limiters
+	watchPoll     time.Duration
+	rejected      *rejectLog
 	metrics       *Metrics
 	log           *slog.Logger
 	now           func() time.Time
@@ -162,20 +183,36 @@ func New(cfg Config) (*Server, error) {
 		revoker:       cfg.Revoker,
 		notifier:      cfg.Notifier,
 		grants:        cfg.Grants,
-		watch:         newWatchHub(),
-		operators:     make(map[spiffeid.ID]bool, len(cfg.Operators)),
+		hub:           NewHub(),
+		changes:       cfg.Changes,
+		operators:     spiffeid.MatchOneOf(cfg.Operators...),
+		auditorGroups: slices.Clone(cfg.AuditorGroups),
+		limitCfg:      cfg.Limits,
+		watchPoll:     cfg.Limits.WatchPoll,
 		metrics:       cfg.Metrics,
 		log:           cfg.Logger,
 		now:           cfg.Now,
 		newID:         cfg.NewID,
 		revokeTimeout: cfg.RevokeTimeout,
 	}
-	for _, id := range cfg.Operators {
-		s.operators[id] = true
-	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	if s.approvals != nil {
+		s.approvals = signalling{Approvals: s.approvals, hub: s.hub}
+	}
+	if s.changes == nil {
+		s.changes = s.hub
+	}
+	if s.watchPoll <= 0 {
+		s.watchPoll = 30 * time.Second
+	}
+	limitNow := cfg.LimitNow
+	if limitNow == nil {
+		limitNow = time.Now
+	}
+	s.limits = newLimiters(cfg.Limits, limitNow)
+	s.rejected = newRejectLog(s.log, limitNow)
 	if s.now == nil {
 		s.now = time.Now
 	}

@@ -1,20 +1,37 @@
 package broker
 
-import "sync"
+import (
+	"context"
+	"sync"
 
-// watchHub wakes WatchRequest streams when a request changes through this
-// broker. Streams also poll the store, so changes made by another replica
-// are seen too, only later.
-type watchHub struct {
+	"github.com/writ-dev/writ/approval"
+)
+
+// RequestChanges tells WatchRequest streams when a request may have changed,
+// so they re-read it instead of polling the store. The in-process Hub is the
+// default; a backend shared by several replicas (an etcd watch) can
+// implement it so that changes made elsewhere wake streams here too.
+type RequestChanges interface {
+	// Subscribe returns a channel that receives (coalesced, never blocking
+	// the sender) after request id may have changed, and a function that
+	// ends the subscription.
+	Subscribe(id string) (<-chan struct{}, func())
+}
+
+// Hub is an in-process RequestChanges: Changed wakes every subscriber of a
+// request. The broker signals it on every change its approval service
+// makes; watches still re-read the store every Limits.WatchPoll for changes
+// it cannot see (another replica's).
+type Hub struct {
 	mu   sync.Mutex
 	subs map[string]map[chan struct{}]struct{}
 }
 
-func newWatchHub() *watchHub { return &watchHub{subs: map[string]map[chan struct{}]struct{}{}} }
+// NewHub returns an empty Hub.
+func NewHub() *Hub { return &Hub{subs: map[string]map[chan struct{}]struct{}{}} }
 
-// subscribe returns a channel that receives when request id changes, and a
-// function to unsubscribe.
-func (h *watchHub) subscribe(id string) (<-chan struct{}, func()) {
+// Subscribe implements RequestChanges.
+func (h *Hub) Subscribe(id string) (<-chan struct{}, func()) {
 	ch := make(chan struct{}, 1)
 	h.mu.Lock()
 	if h.subs[id] == nil {
@@ -22,18 +39,21 @@ func (h *watchHub) subscribe(id string) (<-chan struct{}, func()) {
 	}
 	h.subs[id][ch] = struct{}{}
 	h.mu.Unlock()
+	var once sync.Once
 	return ch, func() {
-		h.mu.Lock()
-		delete(h.subs[id], ch)
-		if len(h.subs[id]) == 0 {
-			delete(h.subs, id)
-		}
-		h.mu.Unlock()
+		once.Do(func() {
+			h.mu.Lock()
+			delete(h.subs[id], ch)
+			if len(h.subs[id]) == 0 {
+				delete(h.subs, id)
+			}
+			h.mu.Unlock()
+		})
 	}
 }
 
-// changed wakes every watcher of request id without blocking.
-func (h *watchHub) changed(id string) {
+// Changed wakes every subscriber of request id without blocking.
+func (h *Hub) Changed(id string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for ch := range h.subs[id] {
@@ -42,4 +62,42 @@ func (h *watchHub) changed(id string) {
 		default:
 		}
 	}
+}
+
+// subscribers returns how many subscriptions are open (for tests).
+func (h *Hub) subscribers() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, s := range h.subs {
+		n += len(s)
+	}
+	return n
+}
+
+// signalling wraps the approval service so that every change to a request
+// it makes signals the hub: no handler has to remember to.
+type signalling struct {
+	Approvals
+	hub *Hub
+}
+
+func (a signalling) Review(ctx context.Context, id string, rev approval.Review) (approval.Request, error) {
+	r, err := a.Approvals.Review(ctx, id, rev)
+	a.hub.Changed(id)
+	return r, err
+}
+
+func (a signalling) Revoke(ctx context.Context, id string, by approval.Principal, reason string) (approval.Request, []approval.GrantRecord, error) {
+	r, g, err := a.Approvals.Revoke(ctx, id, by, reason)
+	a.hub.Changed(id)
+	return r, g, err
+}
+
+func (a signalling) ExpireDue(ctx context.Context) ([]approval.Request, error) {
+	rs, err := a.Approvals.ExpireDue(ctx)
+	for _, r := range rs {
+		a.hub.Changed(r.ID)
+	}
+	return rs, err
 }

@@ -41,6 +41,8 @@ type Config struct {
 	JWTSVID *JWTSVIDConfig `yaml:"jwt_svid"`
 	// Log configures logging.
 	Log LogConfig `yaml:"log"`
+	// Limits bound what one caller can take from the broker.
+	Limits LimitsConfig `yaml:"limits"`
 	// ShutdownTimeout bounds the graceful shutdown.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 }
@@ -109,8 +111,13 @@ type VaultAuthConfig struct {
 
 // AdminConfig configures the admin API.
 type AdminConfig struct {
-	// Operators are SPIFFE IDs allowed to call the admin API over mTLS.
+	// Operators are SPIFFE IDs allowed to call the admin API over mTLS;
+	// they see every request and break-glass use.
 	Operators []string `yaml:"operators"`
+	// AuditorGroups are people's groups that see every request and
+	// break-glass use; other people see only those they asked for, benefit
+	// from or may review.
+	AuditorGroups []string `yaml:"auditor_groups"`
 	// Listen is the TLS address where people call the admin API with OIDC
 	// ID tokens; the broker presents its SVID. Empty disables it.
 	Listen string `yaml:"listen"`
@@ -154,6 +161,7 @@ func DefaultConfig() Config {
 		JWT:             JWTConfig{Algorithm: "EdDSA"},
 		Log:             LogConfig{Level: "info", Format: "json"},
 		ShutdownTimeout: 30 * time.Second,
+		Limits:          defaultLimits(),
 		SVID:            SVIDConfig{ReloadInterval: 5 * time.Second},
 	}
 }
@@ -316,6 +324,7 @@ func (c Config) Validate() error {
 		bad("shutdown_timeout", "must be positive")
 	}
 	errs = append(errs, c.validateJWTSVID()...)
+	errs = append(errs, c.Limits.validate()...)
 	return errors.Join(errs...)
 }
 

@@ -71,3 +71,32 @@ func TestConfig_Validate_SVIDRequired(t *testing.T) {
 		t.Errorf("Validate() = %v, want the missing SVID source named", err)
 	}
 }
+
+// The limits section overrides field by field over the defaults, and every
+// bad value is named.
+func TestLoadConfig_Limits(t *testing.T) {
+	cfg, err := LoadConfig("testdata/limits.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := cfg.Limits.broker()
+	if l.GrantRate != 5 || l.GrantBurst != 200 || l.MaxWatchesPerConn != 4 || l.MaxHeaderListSize != 16<<10 || l.MaxPendingPerRequester != 20 {
+		t.Errorf("limits = %+v, want grants 5/s with the default burst, 4 watches per connection, other defaults", l)
+	}
+	if got := cfg.Admin.AuditorGroups; len(got) != 1 || got[0] != "auditors" {
+		t.Errorf("auditor_groups = %v", got)
+	}
+	_, err = LoadConfig("testdata/limits-bad.yaml")
+	for _, want := range []string{
+		"limits.grants.per_second: must be a number ≥ 0",
+		"limits.requests.burst: must be at least 1",
+		"limits.pending_per_requester: must not be negative",
+		"limits.max_header_bytes: 10485760 is outside",
+		"limits.max_concurrent_streams: 0 is outside",
+		"limits.watch_poll: must be positive",
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("LoadConfig(limits-bad) error lacks %q:\n%v", want, err)
+		}
+	}
+}

@@ -252,17 +252,19 @@ func (d *Daemon) buildBroker(ctx context.Context, c *components) error {
 	}
 	pol := c.pol
 	srv, err := broker.New(broker.Config{
-		Policy:    pol,
-		Issuers:   c.issuers.byKind,
-		Ledger:    c.ledger,
-		Operators: c.operators,
-		Approvals: c.approvals,
-		People:    c.people,
-		Revoker:   c.revoker,
-		Notifier:  c.notifier,
-		Grants:    c.store,
-		Metrics:   broker.NewMetrics(c.reg, func(name string) bool { _, ok := pol.Entitlements[name]; return ok }),
-		Logger:    d.log,
+		Policy:        pol,
+		Issuers:       c.issuers.byKind,
+		Ledger:        c.ledger,
+		Operators:     c.operators,
+		AuditorGroups: d.cfg.Admin.AuditorGroups,
+		Limits:        d.cfg.Limits.broker(),
+		Approvals:     c.approvals,
+		People:        c.people,
+		Revoker:       c.revoker,
+		Notifier:      c.notifier,
+		Grants:        c.store,
+		Metrics:       broker.NewMetrics(c.reg, func(name string) bool { _, ok := pol.Entitlements[name]; return ok }),
+		Logger:        d.log,
 	})
 	if err != nil {
 		return fmt.Errorf("%s: %w", d.cfg.Policy, err)

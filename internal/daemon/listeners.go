@@ -11,33 +11,21 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/keepalive"
 
 	"github.com/writ-dev/writ/internal/jwtissuer"
 	"github.com/writ-dev/writ/internal/spiffe"
 )
 
 // newGRPCServer builds a gRPC server with the options every listener
-// shares: the limits of serverLimits, then the interceptors in order (the
+// shares: the configured transport limits (broker.Limits.ServerOptions), then the interceptors in order (the
 // shutdown drain first, then the listener's own authentication). Add a
 // server option or an interceptor for every listener here.
 func (d *Daemon) newGRPCServer(creds credentials.TransportCredentials, unary grpc.UnaryServerInterceptor, stream grpc.StreamServerInterceptor) *grpc.Server {
-	return grpc.NewServer(append(serverLimits(),
+	return grpc.NewServer(append(d.cfg.Limits.broker().ServerOptions(),
 		grpc.Creds(creds),
 		grpc.ChainUnaryInterceptor(unary),
 		grpc.ChainStreamInterceptor(d.life.drainStreams(), stream),
 	)...)
-}
-
-// serverLimits bound what one client can take (reliability case T39).
-func serverLimits() []grpc.ServerOption {
-	return []grpc.ServerOption{
-		grpc.MaxRecvMsgSize(64 << 10),
-		grpc.MaxConcurrentStreams(256),
-		grpc.ConnectionTimeout(10 * time.Second),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 15 * time.Minute}),
-	}
 }
 
 // routes registers every HTTP handler: the JWKS, the JWT deny-list,
