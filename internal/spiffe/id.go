@@ -95,4 +95,3 @@ func isTrustDomainChar(c byte) bool {
 func isPathChar(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_'
 }
-
