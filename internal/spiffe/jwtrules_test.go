@@ -120,4 +120,3 @@ func jsonSerialization(t *testing.T, compact string) string {
 	}
 	return string(b)
 }
-
