@@ -136,6 +136,7 @@ type envOptions struct {
 	policy  string                                    // "": testPolicy
 	issuers map[approval.CredentialKind]broker.Issuer // nil: the fake JWT issuer
 	now     func() time.Time                          // nil: fixedNow
+	metrics *broker.Metrics                           // nil: none
 }
 
 // newEnv starts a broker on loopback with real mTLS, a real bbolt ledger in
@@ -189,6 +190,7 @@ func newEnv(t *testing.T, opts envOptions) *env {
 		Operators: []spiffeid.ID{operator},
 		Logger:    slog.New(slog.NewJSONHandler(e.logs, nil)),
 		Now:       now,
+		Metrics:   opts.metrics,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -76,53 +76,89 @@ func requestIDFrom(ctx context.Context) string {
 // fail with UNAUTHENTICATED before any handler runs. Health and reflection
 // are exempt.
 func (s *Server) UnaryInterceptor() grpc.UnaryServerInterceptor {
-	return unary(s.authenticateWorkload)
+	return s.unary(s.authenticateWorkload)
 }
 
 // StreamInterceptor is the streaming counterpart of UnaryInterceptor.
 func (s *Server) StreamInterceptor() grpc.StreamServerInterceptor {
-	return stream(s.authenticateWorkload)
+	return s.stream(s.authenticateWorkload)
 }
 
 // PersonUnaryInterceptor authenticates calls on the admin listener with an
 // OIDC ID token in "authorization: Bearer <token>" metadata.
 func (s *Server) PersonUnaryInterceptor() grpc.UnaryServerInterceptor {
-	return unary(s.authenticatePerson)
+	return s.unary(s.authenticatePerson)
 }
 
 // PersonStreamInterceptor is the streaming counterpart of PersonUnaryInterceptor.
 func (s *Server) PersonStreamInterceptor() grpc.StreamServerInterceptor {
-	return stream(s.authenticatePerson)
+	return s.stream(s.authenticatePerson)
 }
 
 type authFunc func(ctx context.Context, method string) (context.Context, error)
 
-func unary(auth authFunc) grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		ctx, err := auth(ctx, info.FullMethod)
+// unary authenticates with auth, refuses requests carrying unsafe text
+// (checkText, T43) and recovers a panic anywhere below it (authentication,
+// later interceptors, the handler): that call fails with INTERNAL, the
+// panic is logged, counted and, if the caller is known, recorded, and the
+// server keeps serving.
+func (s *Server) unary(auth authFunc) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+		callCtx := ctx
+		defer func() {
+			if r := recover(); r != nil {
+				resp, err = nil, s.recoverCall(callCtx, info.FullMethod, r)
+			}
+		}()
+		ctx, err = auth(ctx, info.FullMethod)
 		if err != nil {
 			return nil, err
+		}
+		callCtx = ctx
+		if err := checkText(req); err != nil {
+			return nil, s.toStatus(ctx, err)
 		}
 		return handler(ctx, req)
 	}
 }
 
-func stream(auth authFunc) grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+// stream is the streaming counterpart of unary; every message received is
+// checked with checkText.
+func (s *Server) stream(auth authFunc) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+		callCtx := ss.Context()
+		defer func() {
+			if r := recover(); r != nil {
+				err = s.recoverCall(callCtx, info.FullMethod, r)
+			}
+		}()
 		ctx, err := auth(ss.Context(), info.FullMethod)
 		if err != nil {
 			return err
 		}
-		return handler(srv, &wrappedStream{ServerStream: ss, ctx: ctx})
+		callCtx = ctx
+		return handler(srv, &wrappedStream{ServerStream: ss, ctx: ctx, s: s})
 	}
 }
 
 type wrappedStream struct {
 	grpc.ServerStream
 	ctx context.Context
+	s   *Server
 }
 
 func (w *wrappedStream) Context() context.Context { return w.ctx }
+
+// RecvMsg receives m and refuses it if it carries unsafe text.
+func (w *wrappedStream) RecvMsg(m any) error {
+	if err := w.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	if err := checkText(m); err != nil {
+		return w.s.toStatus(w.ctx, err)
+	}
+	return nil
+}
 
 func (s *Server) authenticateWorkload(ctx context.Context, method string) (context.Context, error) {
 	if isPublic(method) {

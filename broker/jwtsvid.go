@@ -32,13 +32,13 @@ type JWTSVIDVerifier interface {
 // a bearer token can be replayed until it expires, so operators use mutual
 // TLS.
 func (s *Server) JWTSVIDUnaryInterceptor(v JWTSVIDVerifier) grpc.UnaryServerInterceptor {
-	return unary(s.jwtSVIDAuth(v))
+	return s.unary(s.jwtSVIDAuth(v))
 }
 
 // JWTSVIDStreamInterceptor is the streaming counterpart of
 // JWTSVIDUnaryInterceptor.
 func (s *Server) JWTSVIDStreamInterceptor(v JWTSVIDVerifier) grpc.StreamServerInterceptor {
-	return stream(s.jwtSVIDAuth(v))
+	return s.stream(s.jwtSVIDAuth(v))
 }
 
 // RegisterWorkload registers only the workload service on r, for the

@@ -13,6 +13,7 @@ type Metrics struct {
 	ledgerSeconds prometheus.Histogram
 	ledgerErrors  prometheus.Counter
 	overdue       prometheus.Gauge
+	panics        *prometheus.CounterVec
 	known         func(entitlement string) bool
 }
 
@@ -43,9 +44,13 @@ func NewMetrics(reg prometheus.Registerer, known func(entitlement string) bool) 
 			Name: "writ_breakglass_reviews_overdue",
 			Help: "Break-glass uses whose review is past due and still open.",
 		}),
+		panics: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "writ_panics_recovered_total",
+			Help: "Panics recovered without stopping the broker, by where: handshake (that connection was closed) or rpc (that call failed with INTERNAL).",
+		}, []string{"where"}),
 		known: known,
 	}
-	reg.MustRegister(m.grants, m.grantSeconds, m.ledgerSeconds, m.ledgerErrors, m.overdue)
+	reg.MustRegister(m.grants, m.grantSeconds, m.ledgerSeconds, m.ledgerErrors, m.overdue, m.panics)
 	return m
 }
 
@@ -75,4 +80,11 @@ func (m *Metrics) setOverdue(n int) {
 		return
 	}
 	m.overdue.Set(float64(n))
+}
+
+func (m *Metrics) observePanic(where string) {
+	if m == nil {
+		return
+	}
+	m.panics.WithLabelValues(where).Inc()
 }
