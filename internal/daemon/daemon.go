@@ -191,7 +191,7 @@ func New(ctx context.Context, cfg Config, opts Options) (_ *Daemon, err error) {
 	}
 
 	m.grpcServer = grpc.NewServer(append(serverLimits(),
-		grpc.Creds(spiffe.ServerCredentials(src, tlsconfig.AuthorizeMemberOf(td))),
+		grpc.Creds(spiffe.ServerCredentials(src, tlsconfig.AuthorizeMemberOf(td), spiffe.WithPanicHandler(srv.HandshakePanic))),
 		grpc.ChainUnaryInterceptor(srv.UnaryInterceptor()),
 		grpc.ChainStreamInterceptor(srv.StreamInterceptor()),
 	)...)

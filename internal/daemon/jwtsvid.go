@@ -10,7 +10,6 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/writ-dev/writ/broker"
@@ -89,7 +88,7 @@ func (m *Daemon) startJWTSVID(ctx context.Context, srv *broker.Server, src spiff
 	}
 
 	gs := grpc.NewServer(append(serverLimits(),
-		grpc.Creds(credentials.NewTLS(spiffe.ServerTLSConfig(src))),
+		grpc.Creds(spiffe.ServerTLSCredentials(src, spiffe.WithPanicHandler(srv.HandshakePanic))),
 		grpc.ChainUnaryInterceptor(srv.JWTSVIDUnaryInterceptor(verifier)),
 		grpc.ChainStreamInterceptor(srv.JWTSVIDStreamInterceptor(verifier)),
 	)...)

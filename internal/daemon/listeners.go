@@ -12,7 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/writ-dev/writ/broker"
@@ -74,7 +73,7 @@ func (m *Daemon) startAdmin(opts Options, srv *broker.Server, src spiffe.Source)
 		return nil
 	}
 	m.adminServer = grpc.NewServer(append(serverLimits(),
-		grpc.Creds(credentials.NewTLS(spiffe.ServerTLSConfig(src))),
+		grpc.Creds(spiffe.ServerTLSCredentials(src, spiffe.WithPanicHandler(srv.HandshakePanic))),
 		grpc.ChainUnaryInterceptor(srv.PersonUnaryInterceptor()),
 		grpc.ChainStreamInterceptor(srv.PersonStreamInterceptor()),
 	)...)
