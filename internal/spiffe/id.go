@@ -75,8 +75,8 @@ func ParseID(s string) (spiffeid.ID, error) {
 }
 
 // ParseWorkloadID is ParseID for the ID of a workload (an X509-SVID leaf or
-// a JWT-SVID subject), which must have a non-root path (X509-SVID §3.1). The
-// error wraps both the broken rule and rootRule when the path is missing.
+// a JWT-SVID subject), which must have a non-root path (X509-SVID §3.1). A
+// root ID is refused with an error wrapping rootRule.
 func ParseWorkloadID(s string, rootRule *Rule) (spiffeid.ID, error) {
 	id, err := ParseID(s)
 	if err != nil {
