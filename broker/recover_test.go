@@ -32,6 +32,7 @@ type panickyIssuer struct {
 func (p *panickyIssuer) Issue(ctx context.Context, g approval.Grant) (approval.Credential, error) {
 	if p.armed.Load() {
 		var m map[string]int
+		//lint:ignore SA5000 a deliberate runtime panic
 		m["boom"]++ // a runtime panic, as a nil dereference would be
 	}
 	return p.fakeIssuer.Issue(ctx, g)
