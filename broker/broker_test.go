@@ -145,6 +145,7 @@ type envOptions struct {
 	// intercept, if set, runs before the broker's interceptors on the
 	// workload listener.
 	intercept grpc.UnaryServerInterceptor
+	metrics   *broker.Metrics // nil: none
 }
 
 // newEnv starts a broker on loopback with real mTLS, a real bbolt ledger in
@@ -201,6 +202,7 @@ func newEnv(t *testing.T, opts envOptions) *env {
 		Limits:    opts.limits,
 		LimitNow:  opts.limitNow,
 		People:    opts.people,
+		Metrics:   opts.metrics,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -110,32 +110,68 @@ func (s *Server) PersonStreamInterceptor() grpc.StreamServerInterceptor {
 // returns ctx carrying the caller.
 type authFunc func(ctx context.Context, method string) (context.Context, error)
 
+// unary authenticates with auth, refuses requests carrying unsafe text
+// (checkText, T43) and recovers a panic anywhere below it (authentication,
+// later interceptors, the handler): that call fails with INTERNAL, the
+// panic is logged, counted and, if the caller is known, recorded, and the
+// server keeps serving.
 func (s *Server) unary(auth authFunc) grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		ctx, err := s.admit(ctx, info.FullMethod, auth)
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+		callCtx := ctx
+		defer func() {
+			if r := recover(); r != nil {
+				resp, err = nil, s.recoverCall(callCtx, info.FullMethod, r)
+			}
+		}()
+		ctx, err = s.admit(ctx, info.FullMethod, auth)
 		if err != nil {
 			return nil, err
+		}
+		callCtx = ctx
+		if err := checkText(req); err != nil {
+			return nil, s.toStatus(ctx, err)
 		}
 		return handler(ctx, req)
 	}
 }
 
+// stream is the streaming counterpart of unary; every message received is
+// checked with checkText.
 func (s *Server) stream(auth authFunc) grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+		callCtx := ss.Context()
+		defer func() {
+			if r := recover(); r != nil {
+				err = s.recoverCall(callCtx, info.FullMethod, r)
+			}
+		}()
 		ctx, err := s.admit(ss.Context(), info.FullMethod, auth)
 		if err != nil {
 			return err
 		}
-		return handler(srv, &wrappedStream{ServerStream: ss, ctx: ctx})
+		callCtx = ctx
+		return handler(srv, &wrappedStream{ServerStream: ss, ctx: ctx, s: s})
 	}
 }
 
 type wrappedStream struct {
 	grpc.ServerStream
 	ctx context.Context
+	s   *Server
 }
 
 func (w *wrappedStream) Context() context.Context { return w.ctx }
+
+// RecvMsg receives m and refuses it if it carries unsafe text.
+func (w *wrappedStream) RecvMsg(m any) error {
+	if err := w.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	if err := checkText(m); err != nil {
+		return w.s.toStatus(w.ctx, err)
+	}
+	return nil
+}
 
 func (s *Server) authenticateWorkload(ctx context.Context, method string) (context.Context, error) {
 	id, ok := spiffe.PeerID(ctx)

@@ -164,6 +164,12 @@ func TestServer_JWTSVIDInterceptor(t *testing.T) {
 		{name: "expired", ctx: withBearer(mint(trusted, func(c *spiffetest.JWTClaims) { c.Expiry = now.Add(-5 * time.Minute) })), wantCode: codes.Unauthenticated, wantCalls: 1},
 		{name: "signed by a key outside the bundle", ctx: withBearer(mint(untrusted, nil)), wantCode: codes.Unauthenticated, wantCalls: 1},
 		{name: "foreign trust domain", ctx: withBearer(mint(trusted, func(c *spiffetest.JWTClaims) { c.Subject = "spiffe://foreign.example/api" })), wantCode: codes.Unauthenticated, wantCalls: 1},
+		// The SPIFFE ID rule whose X.509 form crashed writd serve was
+		// accepted in a JWT-SVID (X509-SVID §3.1, JWT-SVID §3.1).
+		{name: "subject is the trust domain's root ID", ctx: withBearer(mint(trusted, func(c *spiffetest.JWTClaims) { c.Subject = "spiffe://" + td.Name() })), wantCode: codes.Unauthenticated, wantCalls: 1},
+		{name: "subject with an ANSI escape", ctx: withBearer(mint(trusted, func(c *spiffetest.JWTClaims) { c.Subject = orderAPI.String() + "\x1b[2J" })), wantCode: codes.Unauthenticated, wantCalls: 1},
+		{name: "JWT-SVID §2 extra header", ctx: withBearer(trusted.MintRaw(t, map[string]any{"alg": "ES256", "kid": trusted.KeyID(), "jku": "https://evil.example/keys"},
+			map[string]any{"sub": orderAPI.String(), "aud": jwtAudience, "exp": now.Add(time.Minute).Unix()})), wantCode: codes.Unauthenticated, wantCalls: 1},
 		{
 			name:     "verifier accepting a foreign trust domain is overruled by the policy",
 			verifier: fixedVerifier{id: spiffeid.RequireFromString("spiffe://foreign.example/ns/orders/api")},

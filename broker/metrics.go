@@ -14,6 +14,7 @@ type Metrics struct {
 	ledgerErrors  prometheus.Counter
 	overdue       prometheus.Gauge
 	limited       *prometheus.CounterVec
+	panics        *prometheus.CounterVec
 	known         func(entitlement string) bool
 }
 
@@ -48,9 +49,13 @@ func NewMetrics(reg prometheus.Registerer, known func(entitlement string) bool) 
 			Name: "writ_limit_refusals_total",
 			Help: "Calls refused by a limit (grants, requests, pending_per_requester, watches).",
 		}, []string{"limit"}),
+		panics: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "writ_panics_recovered_total",
+			Help: "Panics recovered without stopping the broker, by where: handshake (that connection was closed) or rpc (that call failed with INTERNAL).",
+		}, []string{"where"}),
 		known: known,
 	}
-	reg.MustRegister(m.grants, m.grantSeconds, m.ledgerSeconds, m.ledgerErrors, m.overdue, m.limited)
+	reg.MustRegister(m.grants, m.grantSeconds, m.ledgerSeconds, m.ledgerErrors, m.overdue, m.limited, m.panics)
 	return m
 }
 
@@ -87,4 +92,11 @@ func (m *Metrics) observeLimit(limit string) {
 		return
 	}
 	m.limited.WithLabelValues(limit).Inc()
+}
+
+func (m *Metrics) observePanic(where string) {
+	if m == nil {
+		return
+	}
+	m.panics.WithLabelValues(where).Inc()
 }

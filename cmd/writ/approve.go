@@ -40,7 +40,7 @@ func printDecision(cmd *cobra.Command, output string, r *brokerv1.AccessRequest)
 	if output == "json" {
 		return writeJSON(cmd.OutOrStdout(), requestJSON(r))
 	}
-	msg := fmt.Sprintf("request %s is %s", r.GetId(), stateName(r.GetState()))
+	msg := fmt.Sprintf("request %s is %s", esc(r.GetId()), stateName(r.GetState()))
 	if r.GetState() == brokerv1.RequestState_REQUEST_STATE_APPROVED {
 		msg += fmt.Sprintf(" until %s", fmtTime(r.GetWindowEnd()))
 	}

@@ -87,10 +87,10 @@ func breakglassCmd() *cobra.Command {
 					"expires_at": fmtTime(cred.GetExpiresAt()), "break_glass": cred.GetBreakGlass()})
 			}
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintf(tw, "BREAK-GLASS\t%s: reviewers have been alerted; review due %s\n", reviewID, until)
-			fmt.Fprintf(tw, "grant\t%s\n", cred.GetGrantId())
+			fmt.Fprintf(tw, "BREAK-GLASS\t%s: reviewers have been alerted; review due %s\n", esc(reviewID), until)
+			fmt.Fprintf(tw, "grant\t%s\n", esc(cred.GetGrantId()))
 			fmt.Fprintf(tw, "kind\t%s\n", kindName(cred.GetKind()))
-			fmt.Fprintf(tw, "reference\t%s\n", cred.GetReference())
+			fmt.Fprintf(tw, "reference\t%s\n", esc(cred.GetReference()))
 			fmt.Fprintf(tw, "expires\t%s\n", fmtTime(cred.GetExpiresAt()))
 			fmt.Fprintf(tw, "credential\t%s\n", cred.GetSecret())
 			return tw.Flush()

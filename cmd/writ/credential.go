@@ -69,10 +69,10 @@ func credentialCmd() *cobra.Command {
 				})
 			}
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintf(tw, "grant\t%s\n", c.GetGrantId())
-			fmt.Fprintf(tw, "entitlement\t%s\n", c.GetEntitlement())
+			fmt.Fprintf(tw, "grant\t%s\n", esc(c.GetGrantId()))
+			fmt.Fprintf(tw, "entitlement\t%s\n", esc(c.GetEntitlement()))
 			fmt.Fprintf(tw, "kind\t%s\n", kindName(c.GetKind()))
-			fmt.Fprintf(tw, "reference\t%s\n", c.GetReference())
+			fmt.Fprintf(tw, "reference\t%s\n", esc(c.GetReference()))
 			fmt.Fprintf(tw, "expires\t%s (in %s)\n", c.GetExpiresAt().AsTime().Local().Format(time.RFC3339), time.Until(c.GetExpiresAt().AsTime()).Round(time.Second))
 			if c.GetSecret() != "" {
 				fmt.Fprintf(tw, "credential\t%s\n", c.GetSecret())
@@ -83,7 +83,7 @@ func credentialCmd() *cobra.Command {
 			}
 			sort.Strings(keys)
 			for _, k := range keys {
-				fmt.Fprintf(tw, "%s\t%s\n", k, c.GetData()[k])
+				fmt.Fprintf(tw, "%s\t%s\n", esc(k), esc(c.GetData()[k]))
 			}
 			return tw.Flush()
 		},

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -54,7 +53,7 @@ func entitlementsCmd() *cobra.Command {
 				if e.GetCondition() != "" {
 					mode += " if " + e.GetCondition()
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.GetName(), e.GetIssuer(), e.GetMaxTtl().AsDuration(), mode, e.GetOwner(), strings.Join(e.GetRequesters(), ","))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", esc(e.GetName()), esc(e.GetIssuer()), e.GetMaxTtl().AsDuration(), esc(mode), esc(e.GetOwner()), escJoin(e.GetRequesters(), ","))
 			}
 			return tw.Flush()
 		},

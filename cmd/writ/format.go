@@ -42,25 +42,25 @@ func requestJSON(r *brokerv1.AccessRequest) map[string]any {
 // printRequest writes a request as aligned key/value lines.
 func printRequest(w io.Writer, r *brokerv1.AccessRequest) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "request\t%s\n", r.GetId())
+	fmt.Fprintf(tw, "request\t%s\n", esc(r.GetId()))
 	fmt.Fprintf(tw, "state\t%s\n", stateName(r.GetState()))
-	fmt.Fprintf(tw, "entitlement\t%s\n", r.GetEntitlement())
-	fmt.Fprintf(tw, "beneficiary\t%s\n", r.GetBeneficiary())
-	fmt.Fprintf(tw, "requester\t%s\n", r.GetRequester())
+	fmt.Fprintf(tw, "entitlement\t%s\n", esc(r.GetEntitlement()))
+	fmt.Fprintf(tw, "beneficiary\t%s\n", esc(r.GetBeneficiary()))
+	fmt.Fprintf(tw, "requester\t%s\n", esc(r.GetRequester()))
 	fmt.Fprintf(tw, "duration\t%s (from approval)\n", r.GetDuration().AsDuration())
-	fmt.Fprintf(tw, "reason\t%s\n", r.GetReason())
+	fmt.Fprintf(tw, "reason\t%s\n", escBlock(r.GetReason()))
 	if r.GetTicket() != "" {
-		fmt.Fprintf(tw, "ticket\t%s\n", r.GetTicket())
+		fmt.Fprintf(tw, "ticket\t%s\n", esc(r.GetTicket()))
 	}
 	fmt.Fprintf(tw, "created\t%s (pending until %s)\n", fmtTime(r.GetCreatedAt()), fmtTime(r.GetPendingUntil()))
 	if r.GetApprovedAt() != nil {
 		fmt.Fprintf(tw, "window\t%s → %s\n", fmtTime(r.GetApprovedAt()), fmtTime(r.GetWindowEnd()))
 	}
 	for _, rv := range r.GetReviews() {
-		fmt.Fprintf(tw, "review\t%s %s at %s: %s\n", rv.GetReviewer(), rv.GetDecision(), fmtTime(rv.GetAt()), rv.GetComment())
+		fmt.Fprintf(tw, "review\t%s %s at %s: %s\n", esc(rv.GetReviewer()), esc(rv.GetDecision()), fmtTime(rv.GetAt()), escBlock(rv.GetComment()))
 	}
 	if r.GetResolvedBy() != "" {
-		fmt.Fprintf(tw, "resolved by\t%s: %s\n", r.GetResolvedBy(), r.GetResolutionNote())
+		fmt.Fprintf(tw, "resolved by\t%s: %s\n", esc(r.GetResolvedBy()), escBlock(r.GetResolutionNote()))
 	}
 	return tw.Flush()
 }
@@ -69,8 +69,8 @@ func printRequestTable(w io.Writer, rs []*brokerv1.AccessRequest) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTATE\tENTITLEMENT\tBENEFICIARY\tREQUESTER\tDURATION\tCREATED")
 	for _, r := range rs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.GetId(), stateName(r.GetState()), r.GetEntitlement(),
-			r.GetBeneficiary(), r.GetRequester(), r.GetDuration().AsDuration(), fmtTime(r.GetCreatedAt()))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", esc(r.GetId()), stateName(r.GetState()), esc(r.GetEntitlement()),
+			esc(r.GetBeneficiary()), esc(r.GetRequester()), r.GetDuration().AsDuration(), fmtTime(r.GetCreatedAt()))
 	}
 	return tw.Flush()
 }

@@ -97,7 +97,7 @@ func loginCmd() *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "logged in as %s (groups: %s); profile %q saved in %s\n",
-				me.GetPrincipal(), strings.Join(me.GetGroups(), ", "), f.profile, path)
+				esc(me.GetPrincipal()), escJoin(me.GetGroups(), ", "), f.profile, path)
 			return nil
 		},
 	}
@@ -189,7 +189,7 @@ func devToken(ctx context.Context, base, name string, groups []string) (string, 
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("dev issuer: %s: %s", resp.Status, bytes.TrimSpace(b))
+		return "", fmt.Errorf("dev issuer: %s: %s", esc(resp.Status), esc(string(bytes.TrimSpace(b))))
 	}
 	var out struct {
 		IDToken string `json:"id_token"`

@@ -16,7 +16,9 @@ func main() {
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "writ:", friendly(err))
+		// friendly(err) may quote the broker, which may quote the caller's
+		// or anyone's input: escaped, continuation lines indented.
+		fmt.Fprintln(os.Stderr, "writ:", escIndented(friendly(err), "      "))
 		os.Exit(exitCode(err))
 	}
 }

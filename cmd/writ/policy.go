@@ -45,15 +45,15 @@ func policyExplainCmd() *cobra.Command {
 						"max_ttl": ex.GetMaxTtl().AsDuration().String(), "window": ex.GetWindow().AsDuration().String(), "condition": ex.GetCondition(),
 						"stages": stages, "summary": ex.GetSummary()})
 				}
-				fmt.Fprintln(out, ex.GetSummary())
+				fmt.Fprintln(out, escIndented(ex.GetSummary(), "  "))
 				tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 				fmt.Fprintf(tw, "eligible\t%v\n", ex.GetEligible())
 				if ex.GetRule() != "" {
-					fmt.Fprintf(tw, "rule\t%s\n", ex.GetRule())
+					fmt.Fprintf(tw, "rule\t%s\n", esc(ex.GetRule()))
 				}
-				fmt.Fprintf(tw, "approval\t%s\n", ex.GetApprovalMode())
+				fmt.Fprintf(tw, "approval\t%s\n", esc(ex.GetApprovalMode()))
 				for i, s := range ex.GetStages() {
-					fmt.Fprintf(tw, "stage %d\t%d of %v\n", i+1, s.GetMin(), s.GetGroups())
+					fmt.Fprintf(tw, "stage %d\t%d of %s\n", i+1, s.GetMin(), escList(s.GetGroups()))
 				}
 				return tw.Flush()
 			})

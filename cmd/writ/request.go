@@ -75,7 +75,7 @@ func requestCmd() *cobra.Command {
 				}
 				r = resp.GetRequest()
 				if wait {
-					fmt.Fprintf(cmd.ErrOrStderr(), "request %s is pending; waiting for reviews...\n", r.GetId())
+					fmt.Fprintf(cmd.ErrOrStderr(), "request %s is pending; waiting for reviews...\n", esc(r.GetId()))
 					if r, err = watch(ctx, c, r.GetId()); err != nil {
 						return err
 					}

@@ -85,12 +85,12 @@ func requestsShowCmd() *cobra.Command {
 				for i, st := range resp.GetStages() {
 					need := ""
 					if st.GetHave() < st.GetMin() && resp.GetRequest().GetState() == brokerv1.RequestState_REQUEST_STATE_PENDING {
-						need = fmt.Sprintf("; needs %d more from %v", st.GetMin()-st.GetHave(), st.GetGroups())
+						need = fmt.Sprintf("; needs %d more from %s", st.GetMin()-st.GetHave(), escList(st.GetGroups()))
 					}
-					fmt.Fprintf(tw, "stage %d\t%d of %d from %v: %v%s\n", i+1, st.GetHave(), st.GetMin(), st.GetGroups(), st.GetApprovers(), need)
+					fmt.Fprintf(tw, "stage %d\t%d of %d from %s: %s%s\n", i+1, st.GetHave(), st.GetMin(), escList(st.GetGroups()), escList(st.GetApprovers()), need)
 				}
 				for _, g := range resp.GetGrants() {
-					fmt.Fprintf(tw, "credential\t%s %s %s expires %s\n", g.GetGrantId(), g.GetKind(), g.GetReference(), fmtTime(g.GetExpiresAt()))
+					fmt.Fprintf(tw, "credential\t%s %s %s expires %s\n", esc(g.GetGrantId()), esc(g.GetKind()), esc(g.GetReference()), fmtTime(g.GetExpiresAt()))
 				}
 				fmt.Fprintf(tw, "recent grants\t%d for the beneficiary in the last 7 days\n", len(resp.GetRecentGrants()))
 				for _, g := range resp.GetRecentGrants() {
@@ -98,7 +98,7 @@ func requestsShowCmd() *cobra.Command {
 					if req == "" {
 						req = "auto"
 					}
-					fmt.Fprintf(tw, "\t%s %s (%s) issued %s\n", g.GetGrantId(), g.GetKind(), req, fmtTime(g.GetIssuedAt()))
+					fmt.Fprintf(tw, "\t%s %s (%s) issued %s\n", esc(g.GetGrantId()), esc(g.GetKind()), esc(req), fmtTime(g.GetIssuedAt()))
 				}
 				return tw.Flush()
 			})

@@ -44,11 +44,11 @@ func reviewsListCmd() *cobra.Command {
 				tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "ID\tSTATE\tENTITLEMENT\tTAKER\tTAKEN\tDUE\tOUTCOME")
 				for _, r := range resp.GetRecords() {
-					state := r.GetState()
+					state := esc(r.GetState())
 					if r.GetOverdue() {
 						state = "OVERDUE"
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.GetId(), state, r.GetEntitlement(), r.GetTaker(), fmtTime(r.GetTakenAt()), fmtTime(r.GetReviewDue()), r.GetOutcome())
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", esc(r.GetId()), state, esc(r.GetEntitlement()), esc(r.GetTaker()), fmtTime(r.GetTakenAt()), fmtTime(r.GetReviewDue()), esc(r.GetOutcome()))
 				}
 				return tw.Flush()
 			})
@@ -89,7 +89,7 @@ func reviewsShowCmd() *cobra.Command {
 				printBreakGlass(out, resp.GetRecord())
 				tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 				for _, e := range resp.GetLedger() {
-					fmt.Fprintf(tw, "ledger %d\t%s %s:%s by %s %s\n", e.GetSeq(), fmtTime(e.GetTime()), e.GetAction(), e.GetOutcome(), e.GetActor(), e.GetReason())
+					fmt.Fprintf(tw, "ledger %d\t%s %s:%s by %s %s\n", e.GetSeq(), fmtTime(e.GetTime()), esc(e.GetAction()), esc(e.GetOutcome()), esc(e.GetActor()), escBlock(e.GetReason()))
 				}
 				return tw.Flush()
 			})
@@ -130,12 +130,12 @@ func reviewCmd() *cobra.Command {
 				}
 				r := resp.GetRecord()
 				if r.GetState() == "closed" {
-					fmt.Fprintf(out, "review %s closed: %s\n", r.GetId(), r.GetOutcome())
+					fmt.Fprintf(out, "review %s closed: %s\n", esc(r.GetId()), esc(r.GetOutcome()))
 				} else {
-					fmt.Fprintf(out, "review %s recorded; still open (more reviewers needed)\n", r.GetId())
+					fmt.Fprintf(out, "review %s recorded; still open (more reviewers needed)\n", esc(r.GetId()))
 				}
 				for _, res := range resp.GetResults() {
-					fmt.Fprintf(out, "  credential %s %s: %s %s\n", res.GetGrantId(), res.GetReference(), res.GetOutcome(), res.GetError())
+					fmt.Fprintf(out, "  credential %s %s: %s %s\n", esc(res.GetGrantId()), esc(res.GetReference()), esc(res.GetOutcome()), esc(res.GetError()))
 				}
 				return nil
 			})
@@ -163,21 +163,21 @@ func bgJSON(r *adminv1.BreakGlassRecord) map[string]any {
 
 func printBreakGlass(w io.Writer, r *adminv1.BreakGlassRecord) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	state := r.GetState()
+	state := esc(r.GetState())
 	if r.GetOverdue() {
 		state += " (OVERDUE)"
 	}
-	fmt.Fprintf(tw, "break-glass\t%s\n", r.GetId())
-	fmt.Fprintf(tw, "state\t%s %s\n", state, r.GetOutcome())
-	fmt.Fprintf(tw, "taker\t%s\n", r.GetTaker())
-	fmt.Fprintf(tw, "beneficiary\t%s\n", r.GetBeneficiary())
-	fmt.Fprintf(tw, "entitlement\t%s\n", r.GetEntitlement())
-	fmt.Fprintf(tw, "reason\t%s\n", r.GetReason())
-	fmt.Fprintf(tw, "incident\t%s\n", r.GetIncident())
-	fmt.Fprintf(tw, "minted\t%s %s %s, expires %s\n", r.GetGrantId(), r.GetCredentialKind(), r.GetCredentialReference(), fmtTime(r.GetCredentialExpiresAt()))
+	fmt.Fprintf(tw, "break-glass\t%s\n", esc(r.GetId()))
+	fmt.Fprintf(tw, "state\t%s %s\n", state, esc(r.GetOutcome()))
+	fmt.Fprintf(tw, "taker\t%s\n", esc(r.GetTaker()))
+	fmt.Fprintf(tw, "beneficiary\t%s\n", esc(r.GetBeneficiary()))
+	fmt.Fprintf(tw, "entitlement\t%s\n", esc(r.GetEntitlement()))
+	fmt.Fprintf(tw, "reason\t%s\n", escBlock(r.GetReason()))
+	fmt.Fprintf(tw, "incident\t%s\n", esc(r.GetIncident()))
+	fmt.Fprintf(tw, "minted\t%s %s %s, expires %s\n", esc(r.GetGrantId()), esc(r.GetCredentialKind()), esc(r.GetCredentialReference()), fmtTime(r.GetCredentialExpiresAt()))
 	fmt.Fprintf(tw, "taken\t%s; review due %s\n", fmtTime(r.GetTakenAt()), fmtTime(r.GetReviewDue()))
 	for _, rv := range r.GetReviews() {
-		fmt.Fprintf(tw, "review\t%s: %s at %s: %s\n", rv.GetReviewer(), rv.GetOutcome(), fmtTime(rv.GetAt()), rv.GetNotes())
+		fmt.Fprintf(tw, "review\t%s: %s at %s: %s\n", esc(rv.GetReviewer()), esc(rv.GetOutcome()), fmtTime(rv.GetAt()), escBlock(rv.GetNotes()))
 	}
 	_ = tw.Flush()
 }

@@ -40,11 +40,11 @@ func revokeCmd() *cobra.Command {
 					}
 					return writeJSON(out, map[string]any{"request": requestJSON(resp.GetRequest()), "results": results})
 				}
-				fmt.Fprintf(out, "request %s revoked; %d credentials:\n", resp.GetRequest().GetId(), len(resp.GetResults()))
+				fmt.Fprintf(out, "request %s revoked; %d credentials:\n", esc(resp.GetRequest().GetId()), len(resp.GetResults()))
 				tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "GRANT\tKIND\tREFERENCE\tOUTCOME\tNOTE")
 				for _, r := range resp.GetResults() {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.GetGrantId(), r.GetKind(), r.GetReference(), r.GetOutcome(), r.GetError())
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", esc(r.GetGrantId()), esc(r.GetKind()), esc(r.GetReference()), esc(r.GetOutcome()), esc(r.GetError()))
 				}
 				return tw.Flush()
 			})

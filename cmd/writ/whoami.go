@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -28,7 +27,7 @@ func whoamiCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s (groups: %s; token expires %s)\n", me.GetPrincipal(), strings.Join(me.GetGroups(), ", "), fmtTime(me.GetExpiresAt()))
+			fmt.Fprintf(cmd.OutOrStdout(), "%s (groups: %s; token expires %s)\n", esc(me.GetPrincipal()), escJoin(me.GetGroups(), ", "), fmtTime(me.GetExpiresAt()))
 			return nil
 		},
 	}

@@ -276,7 +276,7 @@ func (d *Daemon) buildBroker(ctx context.Context, c *components) error {
 // startWorkload opens the workload listener: mutual TLS with SVIDs of the
 // policy's trust domain.
 func (d *Daemon) startWorkload(c *components) error {
-	gs := d.newGRPCServer(spiffe.ServerCredentials(c.src, tlsconfig.AuthorizeMemberOf(c.td)),
+	gs := d.newGRPCServer(spiffe.ServerCredentials(c.src, tlsconfig.AuthorizeMemberOf(c.td), spiffe.WithPanicHandler(c.srv.HandshakePanic)),
 		c.srv.UnaryInterceptor(), c.srv.StreamInterceptor())
 	c.srv.Register(gs)
 	healthpb.RegisterHealthServer(gs, d.health)

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/writ-dev/writ/internal/spiffe"
@@ -81,7 +80,7 @@ func (d *Daemon) startJWTSVID(ctx context.Context, c *components) error {
 	if err != nil {
 		return fmt.Errorf("jwt_svid: %w", err)
 	}
-	gs := d.newGRPCServer(credentials.NewTLS(spiffe.ServerTLSConfig(c.src)),
+	gs := d.newGRPCServer(spiffe.ServerTLSCredentials(c.src, spiffe.WithPanicHandler(c.srv.HandshakePanic)),
 		c.srv.JWTSVIDUnaryInterceptor(verifier), c.srv.JWTSVIDStreamInterceptor(verifier))
 	c.srv.RegisterWorkload(gs)
 	healthpb.RegisterHealthServer(gs, d.health)

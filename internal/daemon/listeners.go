@@ -77,7 +77,7 @@ func (d *Daemon) startAdmin(c *components) error {
 	if d.cfg.Admin.Listen == "" {
 		return nil
 	}
-	gs := d.newGRPCServer(credentials.NewTLS(spiffe.ServerTLSConfig(c.src)),
+	gs := d.newGRPCServer(spiffe.ServerTLSCredentials(c.src, spiffe.WithPanicHandler(c.srv.HandshakePanic)),
 		c.srv.PersonUnaryInterceptor(), c.srv.PersonStreamInterceptor())
 	c.srv.RegisterAdmin(gs)
 	healthpb.RegisterHealthServer(gs, d.health)

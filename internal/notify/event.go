@@ -3,6 +3,8 @@ package notify
 import (
 	"strings"
 	"time"
+
+	"github.com/writ-dev/writ/internal/textsafe"
 )
 
 // Kinds of Event.
@@ -50,8 +52,10 @@ const maxReasonInText = 200
 //
 //	[writ] request.pending req-1: db-admin for spiffe://td/api by oidc:https://idp#alice until 2030-01-01T10:00:00Z (to dba); reason: "fix outage"
 //
-// Values are flattened to one line and escaped for Slack's mrkdwn (&, <, >),
-// so a reason cannot mention @channel or forge a link. Fields are left out;
+// Values are flattened to one line, other control and format characters
+// are written as visible escapes (\x1b, \u202e), and &, < and > are escaped
+// for Slack's mrkdwn, so a reason cannot mention @channel, forge a link,
+// or reorder the line with bidi controls. Fields are left out;
 // they are in the structured event.
 func (e Event) Text() string {
 	var b strings.Builder
@@ -88,21 +92,17 @@ func (e Event) Text() string {
 	return b.String()
 }
 
-// textEscaper flattens line breaks and escapes the characters Slack's
-// mrkdwn treats as control characters.
-var textEscaper = strings.NewReplacer(
-	"&", "&amp;", "<", "&lt;", ">", "&gt;",
-	"\r\n", " ", "\n", " ", "\r", " ", "\t", " ",
-)
+// slackEscaper escapes the characters Slack's mrkdwn treats as control
+// characters, so text cannot open a mention (<!channel>, <@U123>) or a link
+// (<https://…|label>).
+var slackEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
 
-// clean returns s on one line, escaped for Slack, without other control
-// characters.
+// lineBreaks flattens line breaks and tabs to spaces.
+var lineBreaks = strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ", "\t", " ")
+
+// clean returns s on one line, escaped for Slack, with every other control
+// or format character (ESC, bidi controls, zero-width characters, invalid
+// UTF-8) written as a visible escape such as \x1b or \u202e (T43).
 func clean(s string) string {
-	s = textEscaper.Replace(s)
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f || r == '\u2028' || r == '\u2029' {
-			return -1
-		}
-		return r
-	}, s)
+	return slackEscaper.Replace(textsafe.Escape(lineBreaks.Replace(s)))
 }

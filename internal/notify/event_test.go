@@ -38,7 +38,13 @@ func TestEvent_Text(t *testing.T) {
 		{
 			name:  "reason cannot break the line or inject mrkdwn",
 			event: notify.Event{Kind: notify.KindBreakGlassTaken, Reason: "prod down\n<!channel> <https://evil|click> & \x1b[31m"},
-			want:  `[writ] breakglass.taken; reason: "prod down &lt;!channel&gt; &lt;https://evil|click&gt; &amp; [31m"`,
+			want:  `[writ] breakglass.taken; reason: "prod down &lt;!channel&gt; &lt;https://evil|click&gt; &amp; \x1b[31m"`,
+		},
+		{
+			name: "T43 bidi controls, zero-width characters and mentions in any field are escaped",
+			event: notify.Event{Kind: notify.KindRequestPending, RequestID: "r\u202e1", Entitlement: "db<@U1>",
+				Beneficiary: "spiffe://example.test/a\u200bpi", Actor: "oidc:x#<!here>", Recipients: []string{"dba\u2066"}},
+			want: `[writ] request.pending r\u202e1: db&lt;@U1&gt; for spiffe://example.test/a\u200bpi by oidc:x#&lt;!here&gt; (to dba\u2066)`,
 		},
 		{
 			name:  "long reason is truncated in the text",

@@ -65,7 +65,7 @@ type fakeIdP struct {
 }
 
 // newFakeIdP starts a provider whose key set holds the RSA key under rsaKID.
-func newFakeIdP(t *testing.T) *fakeIdP {
+func newFakeIdP(t testing.TB) *fakeIdP {
 	t.Helper()
 	p := &fakeIdP{}
 	p.srv = httptest.NewUnstartedServer(nil)
@@ -143,7 +143,7 @@ func (p *fakeIdP) config() oidc.Config {
 }
 
 // newVerifier returns a Verifier for cfg, closed when the test ends.
-func newVerifier(t *testing.T, cfg oidc.Config) *oidc.Verifier {
+func newVerifier(t testing.TB, cfg oidc.Config) *oidc.Verifier {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
@@ -178,7 +178,7 @@ func (p *fakeIdP) claims(edit func(jwt.MapClaims)) jwt.MapClaims {
 
 // sign returns claims signed with key by method, with kid in the header
 // unless kid is empty.
-func sign(t *testing.T, method jwt.SigningMethod, kid string, key any, claims jwt.MapClaims) string {
+func sign(t testing.TB, method jwt.SigningMethod, kid string, key any, claims jwt.MapClaims) string {
 	t.Helper()
 	tok := jwt.NewWithClaims(method, claims)
 	if kid != "" {

@@ -9,6 +9,8 @@ import (
 
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/writ-dev/writ/internal/textsafe"
 )
 
 // Key set fetching. keyfunc also refreshes the set when a token names an
@@ -26,6 +28,8 @@ const (
 	jwksUnknownKIDWaitMax = 5 * time.Second
 	// maxSubjectLen is the longest "sub" OpenID Connect Core 1.0 allows.
 	maxSubjectLen = 255
+	// maxClaimLen bounds each group name and the email address.
+	maxClaimLen = 255
 )
 
 // Verifier verifies ID tokens issued by one OpenID provider. It is safe for
@@ -118,7 +122,10 @@ func (v *Verifier) Close() error {
 // is signed with an allowed algorithm by a key in the provider's key set,
 // names the configured issuer and audience, has not expired (exp is
 // required), was not issued in the future, has a non-empty "sub", and carries
-// a groups claim that is absent or a list of strings. An unknown kid may
+// a groups claim that is absent or a list of strings. The subject, every
+// group and the email must be valid UTF-8 without control or format
+// characters (textsafe.Identifier, T43): an identifier that could steer an
+// approver's terminal or hide characters is refused, never stored. An unknown kid may
 // trigger a rate-limited key set refresh, bounded by ctx.
 //
 // Every error Verify returns wraps ErrUnauthenticated; its message is a
@@ -141,6 +148,8 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (Person, error) {
 		return Person{}, v.reject(ctx, "invalid subject", errBadSubject)
 	case sub == "":
 		return Person{}, v.reject(ctx, "missing subject", errMissingSubject)
+	case textsafe.Identifier(sub) != nil:
+		return Person{}, v.reject(ctx, "subject contains control or format characters", fmt.Errorf("%w: %w", errBadSubject, textsafe.Identifier(sub)))
 	}
 	groups, err := stringList(claims, v.groupsClaim)
 	if err != nil {
@@ -150,6 +159,9 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (Person, error) {
 	if e, ok := claims["email"]; ok && e != nil {
 		if email, ok = e.(string); !ok {
 			return Person{}, v.reject(ctx, "invalid email claim", errBadEmail)
+		}
+		if err := textsafe.Identifier(email); err != nil || len(email) > maxClaimLen {
+			return Person{}, v.reject(ctx, "email claim contains control or format characters or is too long", errBadEmail)
 		}
 	}
 	exp, err := claims.GetExpirationTime()
@@ -179,7 +191,7 @@ func stringList(claims jwt.MapClaims, name string) ([]string, error) {
 	out := make([]string, 0, len(list))
 	for _, item := range list {
 		s, ok := item.(string)
-		if !ok {
+		if !ok || len(s) > maxClaimLen || textsafe.Identifier(s) != nil {
 			return nil, errBadGroups
 		}
 		out = append(out, s)

@@ -169,6 +169,47 @@ func TestVerifier_Verify(t *testing.T) {
 			wantErr: oidc.ErrBadSubject,
 		},
 		{
+			name: "T43 sub with an ANSI escape is rejected",
+			token: func(t *testing.T) string {
+				return rsaSign(t, func(c jwt.MapClaims) { c["sub"] = "alice\x1b[2J\x1b[H APPROVED" })
+			},
+			wantErr: oidc.ErrBadSubject,
+		},
+		{
+			name:    "T43 sub with a bidi override is rejected",
+			token:   func(t *testing.T) string { return rsaSign(t, func(c jwt.MapClaims) { c["sub"] = "alice\u202e" }) },
+			wantErr: oidc.ErrBadSubject,
+		},
+		{
+			name:    "T43 sub with a zero-width space is rejected",
+			token:   func(t *testing.T) string { return rsaSign(t, func(c jwt.MapClaims) { c["sub"] = "ali\u200bce" }) },
+			wantErr: oidc.ErrBadSubject,
+		},
+		{
+			name:    "T43 sub with a newline is rejected",
+			token:   func(t *testing.T) string { return rsaSign(t, func(c jwt.MapClaims) { c["sub"] = "alice\nroot" }) },
+			wantErr: oidc.ErrBadSubject,
+		},
+		{
+			name: "T43 group with an ANSI escape is rejected",
+			token: func(t *testing.T) string {
+				return rsaSign(t, func(c jwt.MapClaims) { c["groups"] = []any{"dba\x1b[0m"} })
+			},
+			wantErr: oidc.ErrBadGroups,
+		},
+		{
+			name: "T43 group with a bidi isolate is rejected",
+			token: func(t *testing.T) string {
+				return rsaSign(t, func(c jwt.MapClaims) { c["groups"] = []any{"\u2066dba"} })
+			},
+			wantErr: oidc.ErrBadGroups,
+		},
+		{
+			name:    "T43 email with a control character is rejected",
+			token:   func(t *testing.T) string { return rsaSign(t, func(c jwt.MapClaims) { c["email"] = "a@b.example\x07" }) },
+			wantErr: oidc.ErrBadEmail,
+		},
+		{
 			name: "validly signed token over 8 KiB is rejected",
 			token: func(t *testing.T) string {
 				return rsaSign(t, func(c jwt.MapClaims) { c["pad"] = strings.Repeat("a", oidc.MaxTokenSize) })

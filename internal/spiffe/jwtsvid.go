@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -27,7 +28,13 @@ type JWTVerifierConfig struct {
 	// Audience is the value the token's "aud" claim must contain, for
 	// example "spiffe://example.org/writd". Required.
 	Audience string
+	// Now is the clock "exp" is checked against (with JWTLeeway); nil means
+	// time.Now. go-spiffe checks "exp" against the wall clock as well.
+	Now func() time.Time
 }
+
+// JWTLeeway is the clock skew tolerated on "exp".
+const JWTLeeway = 30 * time.Second
 
 // JWTVerifier checks JWT-SVIDs presented as bearer tokens. It is safe for
 // concurrent use.
@@ -35,6 +42,7 @@ type JWTVerifier struct {
 	bundles  jwtbundle.Source
 	td       spiffeid.TrustDomain
 	audience []string
+	now      func() time.Time
 }
 
 // NewJWTVerifier returns a verifier for cfg. It returns ErrConfig if a
@@ -48,20 +56,27 @@ func NewJWTVerifier(cfg JWTVerifierConfig) (*JWTVerifier, error) {
 	case cfg.Audience == "":
 		return nil, fmt.Errorf("spiffe: JWT-SVID verifier: no audience: %w", ErrConfig)
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	return &JWTVerifier{
 		bundles:  trustDomainOnly{src: cfg.Bundles, td: cfg.TrustDomain},
 		td:       cfg.TrustDomain,
 		audience: []string{cfg.Audience},
+		now:      cfg.Now,
 	}, nil
 }
 
 // VerifyJWTSVID returns the SPIFFE ID of token, a JWT-SVID, after checking
-// its size, its signature against the JWT bundle of the verifier's trust
-// domain (the algorithms go-spiffe allows: RS, ES and PS), its expiry, that
-// its "aud" contains the verifier's audience and that its subject is in the
-// verifier's trust domain. Any failure returns an error wrapping
-// ErrInvalidJWTSVID; the error never contains the token. A done ctx returns
-// its error.
+// its size, every rule of the JWT-SVID and SPIFFE-ID specifications (see
+// Rule: compact serialization, only the alg, kid and typ headers, alg
+// RS/ES/PS 256/384/512, typ JWT or JOSE, sub the SPIFFE ID of a workload,
+// aud and exp present), its signature against the JWT bundle of the
+// verifier's trust domain, its expiry, that its "aud" contains the
+// verifier's audience and that its subject is in the verifier's trust
+// domain. Any failure returns an error wrapping ErrInvalidJWTSVID and, where
+// one was broken, the Rule; the error never contains the token and quotes
+// claim values escaped. A done ctx returns its error.
 func (v *JWTVerifier) VerifyJWTSVID(ctx context.Context, token string) (spiffeid.ID, error) {
 	if err := ctx.Err(); err != nil {
 		return spiffeid.ID{}, err
@@ -69,9 +84,17 @@ func (v *JWTVerifier) VerifyJWTSVID(ctx context.Context, token string) (spiffeid
 	if len(token) > MaxJWTSVIDLen {
 		return spiffeid.ID{}, fmt.Errorf("spiffe: JWT-SVID of %d bytes exceeds %d: %w", len(token), MaxJWTSVIDLen, ErrInvalidJWTSVID)
 	}
+	id, err := checkJWTSVID(token, v.audience[0], v.now())
+	if err != nil {
+		return spiffeid.ID{}, fmt.Errorf("spiffe: %w: %w", ErrInvalidJWTSVID, err)
+	}
 	svid, err := jwtsvid.ParseAndValidate(token, v.bundles, v.audience)
 	if err != nil {
 		return spiffeid.ID{}, fmt.Errorf("spiffe: %w: %w", ErrInvalidJWTSVID, err)
+	}
+	if svid.ID != id {
+		// Both read the same sub; a difference is a bug, so fail closed.
+		return spiffeid.ID{}, fmt.Errorf("spiffe: JWT-SVID subject %q read as %q by go-spiffe: %w", id, svid.ID, ErrInvalidJWTSVID)
 	}
 	// trustDomainOnly already refuses other trust domains' keys; this keeps
 	// the rule independent of the source.

@@ -4,6 +4,8 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"testing"
 	"time"
@@ -99,4 +101,33 @@ func (a *JWTAuthority) Mint(t testing.TB, c JWTClaims) string {
 		t.Fatalf("spiffetest: sign JWT: %v", err)
 	}
 	return token
+}
+
+// MintRaw signs header and claims, serialized as given, with the
+// authority's ES256 key and returns the compact JWS, whatever "alg", "typ"
+// or other headers the header claims: for tokens that break the JWT-SVID
+// specification. A nil header means {"alg":"ES256","kid":<key ID>,"typ":"JWT"}.
+func (a *JWTAuthority) MintRaw(t testing.TB, header, claims map[string]any) string {
+	t.Helper()
+	if header == nil {
+		header = map[string]any{"alg": "ES256", "kid": a.keyID, "typ": "JWT"}
+	}
+	h, err := json.Marshal(header)
+	if err != nil {
+		t.Fatalf("spiffetest: marshal header: %v", err)
+	}
+	c, err := json.Marshal(claims)
+	if err != nil {
+		t.Fatalf("spiffetest: marshal claims: %v", err)
+	}
+	input := base64.RawURLEncoding.EncodeToString(h) + "." + base64.RawURLEncoding.EncodeToString(c)
+	digest := sha256.Sum256([]byte(input))
+	r, s, err := ecdsa.Sign(rand.Reader, a.key, digest[:])
+	if err != nil {
+		t.Fatalf("spiffetest: sign: %v", err)
+	}
+	sig := make([]byte, 64)
+	r.FillBytes(sig[:32])
+	s.FillBytes(sig[32:])
+	return input + "." + base64.RawURLEncoding.EncodeToString(sig)
 }

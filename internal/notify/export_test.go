@@ -1,0 +1,4 @@
+package notify
+
+// CheckURL is exported to the black-box fuzz test.
+var CheckURL = checkURL
