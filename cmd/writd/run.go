@@ -164,6 +164,7 @@ func start(ctx context.Context, cfg Config, logOut io.Writer, opts startOptions)
 		Approvals: approvals,
 		People:    people,
 		Revoker:   revoker,
+		Commit:    store,
 		Notifier:  notifier,
 		Grants:    store,
 		Metrics:   broker.NewMetrics(reg, func(name string) bool { _, ok := pol.Entitlements[name]; return ok }),
