@@ -115,9 +115,11 @@ func (s *Server) finishRevocation(ctx context.Context, p revoke.Plan, ev func(re
 	return receipt
 }
 
-// withPolicy returns ev with the policy in force in its details.
+// withPolicy returns ev with the version of the policy in force in its
+// details.
 func (s *Server) withPolicy(ev audit.Event) audit.Event {
-	if s.policyHash == "" {
+	hash := s.policy.Load().Hash
+	if hash == "" {
 		return ev
 	}
 	if _, ok := ev.Details[policyKey]; ok {
@@ -127,7 +129,7 @@ func (s *Server) withPolicy(ev audit.Event) audit.Event {
 	if d == nil {
 		d = map[string]string{}
 	}
-	d[policyKey] = s.policyHash
+	d[policyKey] = hash
 	ev.Details = d
 	return ev
 }

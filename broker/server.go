@@ -89,7 +89,9 @@ type IssuerLimiter interface {
 
 // Config configures a Server.
 type Config struct {
-	// Policy is the policy in force. Required.
+	// Policy is the policy in force. Required. Every ledger record the
+	// broker writes carries its Hash in Details["policy"] (none when the
+	// Hash is empty); RecordPolicy records its Text.
 	Policy *approval.Policy
 	// Issuers mint credentials by kind. Every kind the policy uses needs one.
 	Issuers map[approval.CredentialKind]Issuer
@@ -111,10 +113,6 @@ type Config struct {
 	// ledger records and the revocations it implies. Required with
 	// Approvals; Ledger must then be a LedgerPreparer over the same store.
 	Commit txn.Committer
-	// PolicyHash identifies the policy in force (PolicyHash of its file's
-	// bytes); every ledger record the broker writes carries it in
-	// Details["policy"]. Empty: records carry none.
-	PolicyHash string
 	// Notifier receives request events; nil sends none.
 	Notifier Notifier
 	// Grants finds a credential's newest ledger entry, for RenewCredential
@@ -146,7 +144,6 @@ type Server struct {
 	revoker       Revoker
 	commit        txn.Committer
 	prep          LedgerPreparer
-	policyHash    string
 	notifier      Notifier
 	grants        GrantLookup
 	watch         *watchHub
@@ -190,7 +187,6 @@ func New(cfg Config) (*Server, error) {
 		revoker:       cfg.Revoker,
 		commit:        cfg.Commit,
 		prep:          prep,
-		policyHash:    cfg.PolicyHash,
 		notifier:      cfg.Notifier,
 		grants:        cfg.Grants,
 		watch:         newWatchHub(),

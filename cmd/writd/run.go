@@ -173,6 +173,11 @@ func start(ctx context.Context, cfg Config, logOut io.Writer, opts startOptions)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", cfg.Policy, err)
 	}
+	// The policy version goes into the ledger before the first decision
+	// that cites it.
+	if _, err := srv.RecordPolicy(ctx); err != nil {
+		return nil, fmt.Errorf("record policy %s in the ledger: %w", cfg.Policy, err)
+	}
 
 	m.grpcServer = grpc.NewServer(append(serverLimits(),
 		grpc.Creds(spiffe.ServerCredentials(src, tlsconfig.AuthorizeMemberOf(td))),
