@@ -241,7 +241,8 @@ func newApprEnv(t *testing.T, o apprOptions) *apprEnv {
 	}
 	e.srv, err = broker.New(broker.Config{
 		Policy: pol, Issuers: issuers, Ledger: ledger, Approvals: svc, Revoker: e.revoker, Commit: e.commit(store),
-		People: tokenPeople{}, Notifier: notifier, Now: e.clock.Now, Metrics: o.metrics, Grants: store,
+		DenyListKinds: []approval.CredentialKind{approval.KindJWT},
+		People:        tokenPeople{}, Notifier: notifier, Now: e.clock.Now, Metrics: o.metrics, Grants: store,
 		Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {

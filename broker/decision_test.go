@@ -491,3 +491,36 @@ func TestDecision_PolicyVersions(t *testing.T) {
 		t.Errorf("after a policy change: %d records (want %d), last %s %v", len(entries), n+1, last.Action, fmt.Sprint(last.Details["policy"], " previous ", last.Details["previous"]))
 	}
 }
+
+// T41: a revocation denies its JWTs in its own transaction, so they are on
+// the deny-list the moment it commits, whatever happens to the issuer call
+// after it (here the issuer's Revoke does nothing at all).
+func TestDecision_RevocationDeniesJWTsInItsTransaction(t *testing.T) {
+	t.Parallel()
+	e := newApprEnv(t, apprOptions{issuers: map[approval.CredentialKind]broker.Issuer{approval.KindJWT: &fakeIssuer{}}})
+	w := e.workload(orderAPI)
+	r := requestAccess(t, w, "one-dba", time.Hour)
+	if _, err := approve(e, "alice", r.GetId()); err != nil {
+		t.Fatal(err)
+	}
+	var jtis []string
+	for range 5 {
+		c, err := issue(w, "one-dba", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		jtis = append(jtis, c.GetReference())
+	}
+	if len(e.denied()) != 0 {
+		t.Fatal("deny-list not empty before the revocation")
+	}
+	if _, err := e.person("alice").RevokeRequest(context.Background(), &adminv1.RevokeRequestRequest{Id: r.GetId(), Reason: "leak"}); err != nil {
+		t.Fatal(err)
+	}
+	denied := e.denied()
+	for _, j := range jtis {
+		if !denied[j] {
+			t.Errorf("jti %s is not on the deny-list after the revocation committed", j)
+		}
+	}
+}

@@ -113,6 +113,12 @@ type Config struct {
 	// ledger records and the revocations it implies. Required with
 	// Approvals; Ledger must then be a LedgerPreparer over the same store.
 	Commit txn.Committer
+	// DenyListKinds are the credential kinds whose issuers revoke by putting
+	// the credential's ID on the deny-list of the Commit store (Writ's own
+	// JWTs). A decision that revokes such credentials denies them in its own
+	// transaction, so they are refused from the moment it commits, crash or
+	// not; they are queued for their issuer too, harmlessly.
+	DenyListKinds []approval.CredentialKind
 	// Notifier receives request events; nil sends none.
 	Notifier Notifier
 	// Grants finds a credential's newest ledger entry, for RenewCredential
@@ -143,6 +149,7 @@ type Server struct {
 	people        PersonVerifier
 	revoker       Revoker
 	commit        txn.Committer
+	denyListed    map[approval.CredentialKind]bool
 	prep          LedgerPreparer
 	notifier      Notifier
 	grants        GrantLookup
@@ -186,6 +193,7 @@ func New(cfg Config) (*Server, error) {
 		people:        cfg.People,
 		revoker:       cfg.Revoker,
 		commit:        cfg.Commit,
+		denyListed:    make(map[approval.CredentialKind]bool, len(cfg.DenyListKinds)),
 		prep:          prep,
 		notifier:      cfg.Notifier,
 		grants:        cfg.Grants,
@@ -199,6 +207,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	for _, id := range cfg.Operators {
 		s.operators[id] = true
+	}
+	for _, k := range cfg.DenyListKinds {
+		s.denyListed[k] = true
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
