@@ -19,6 +19,7 @@ import (
 	"github.com/writ-dev/writ/internal/audit"
 	"github.com/writ-dev/writ/internal/notify"
 	"github.com/writ-dev/writ/internal/revoke"
+	"github.com/writ-dev/writ/internal/txn"
 	adminv1 "github.com/writ-dev/writ/proto/writ/admin/v1"
 	brokerv1 "github.com/writ-dev/writ/proto/writ/broker/v1"
 )
@@ -43,26 +44,37 @@ type Ledger interface {
 type Approvals interface {
 	Submit(ctx context.Context, in approval.RequestInput) (approval.Request, error)
 	Review(ctx context.Context, id string, rev approval.Review) (approval.Request, error)
-	Revoke(ctx context.Context, id string, by approval.Principal, reason string) (approval.Request, []approval.GrantRecord, error)
+	Revoke(ctx context.Context, id string, by approval.Principal, reason string) (approval.Revocation, error)
 	Get(ctx context.Context, id string) (approval.Request, error)
 	List(ctx context.Context, f approval.Filter) ([]approval.Request, error)
 	Authorize(ctx context.Context, beneficiary approval.Principal, entitlement string, ttl time.Duration, grantID string) (approval.Grant, error)
 	RecordGrant(ctx context.Context, g approval.GrantRecord) error
 	Grants(ctx context.Context, requestID string) ([]approval.GrantRecord, error)
 	GrantsFor(ctx context.Context, beneficiary approval.Principal, since time.Time, limit int) ([]approval.GrantRecord, error)
-	ExpireDue(ctx context.Context) ([]approval.Request, error)
+	Due(ctx context.Context) ([]approval.Request, error)
 
-	TakeBreakGlass(ctx context.Context, in approval.BreakGlassInput, grantID string) (approval.BreakGlass, approval.Grant, error)
-	RecordBreakGlassGrant(ctx context.Context, id, grantID string, ref approval.CredentialRef) error
-	ReviewBreakGlass(ctx context.Context, id string, rev approval.BreakGlassReview) (approval.BreakGlass, error)
+	PrepareBreakGlass(ctx context.Context, in approval.BreakGlassInput, grantID string) (approval.BreakGlass, approval.Grant, error)
 	GetBreakGlass(ctx context.Context, id string) (approval.BreakGlass, error)
 	ListBreakGlass(ctx context.Context, f approval.BreakGlassFilter) ([]approval.BreakGlass, error)
-	EscalateOverdue(ctx context.Context) ([]approval.BreakGlass, error)
+
+	// In returns the service bound to a transaction of Config.Commit: the
+	// decisions are made through it, so that each commits with its ledger
+	// records and the revocations it implies.
+	In(tx approval.Tx) *approval.Service
 }
 
-// Revoker revokes credentials, queueing durably what cannot be revoked now.
+// LedgerPreparer builds ledger entries for a transaction of Config.Commit
+// (audit.Log does).
+type LedgerPreparer interface {
+	Prepare(e audit.Event) (audit.Build, error)
+}
+
+// Revoker revokes credentials. The broker queues the revocations a decision
+// implies in the decision's own transaction (Plan's Items), then attempts
+// them.
 type Revoker interface {
-	RevokeAll(ctx context.Context, requestID string, grants []approval.GrantRecord) revoke.Receipt
+	Plan(requestID string, grants []approval.GrantRecord) revoke.Plan
+	Attempt(ctx context.Context, p revoke.Plan) revoke.Receipt
 }
 
 // Notifier sends notifications; it must never block.
@@ -78,7 +90,9 @@ type IssuerLimiter interface {
 
 // Config configures a Server.
 type Config struct {
-	// Policy is the policy in force. Required.
+	// Policy is the policy in force. Required. Every ledger record the
+	// broker writes carries its Hash in Details["policy"] (none when the
+	// Hash is empty); RecordPolicy records its Text.
 	Policy *approval.Policy
 	// Issuers mint credentials by kind. Every kind the policy uses needs one.
 	Issuers map[approval.CredentialKind]Issuer
@@ -100,6 +114,17 @@ type Config struct {
 	// Revoker revokes credentials under a revoked or expired approval.
 	// Required with Approvals.
 	Revoker Revoker
+	// Commit runs each decision (a request, a review, a revocation, an
+	// expiry, a break-glass use and its review) in one transaction with its
+	// ledger records and the revocations it implies. Required with
+	// Approvals; Ledger must then be a LedgerPreparer over the same store.
+	Commit txn.Committer
+	// DenyListKinds are the credential kinds whose issuers revoke by putting
+	// the credential's ID on the deny-list of the Commit store (Writ's own
+	// JWTs). A decision that revokes such credentials denies them in its own
+	// transaction, so they are refused from the moment it commits, crash or
+	// not; they are queued for their issuer too, harmlessly.
+	DenyListKinds []approval.CredentialKind
 	// Notifier receives request events; nil sends none.
 	Notifier Notifier
 	// Grants finds a credential's newest ledger entry, for RenewCredential
@@ -138,6 +163,9 @@ type Server struct {
 	approvals     Approvals
 	people        PersonVerifier
 	revoker       Revoker
+	commit        txn.Committer
+	denyListed    map[approval.CredentialKind]bool
+	prep          LedgerPreparer
 	notifier      Notifier
 	grants        GrantLookup
 	hub           *Hub
@@ -172,6 +200,10 @@ func New(cfg Config) (*Server, error) {
 	if (cfg.Approvals == nil) != (cfg.Revoker == nil) {
 		return nil, errors.New("broker: Approvals and Revoker go together")
 	}
+	prep, _ := cfg.Ledger.(LedgerPreparer)
+	if cfg.Approvals != nil && (cfg.Commit == nil || prep == nil) {
+		return nil, errors.New("broker: Approvals need Commit, and a Ledger that is a LedgerPreparer, so that decisions and their records commit together")
+	}
 	if cfg.Approvals == nil && usesApprovers(cfg.Policy) {
 		return nil, errors.New("broker: the policy has entitlements with approval mode approvers, but no approval service is configured")
 	}
@@ -181,6 +213,9 @@ func New(cfg Config) (*Server, error) {
 		approvals:     cfg.Approvals,
 		people:        cfg.People,
 		revoker:       cfg.Revoker,
+		commit:        cfg.Commit,
+		denyListed:    make(map[approval.CredentialKind]bool, len(cfg.DenyListKinds)),
+		prep:          prep,
 		notifier:      cfg.Notifier,
 		grants:        cfg.Grants,
 		hub:           NewHub(),
@@ -195,11 +230,11 @@ func New(cfg Config) (*Server, error) {
 		newID:         cfg.NewID,
 		revokeTimeout: cfg.RevokeTimeout,
 	}
+	for _, k := range cfg.DenyListKinds {
+		s.denyListed[k] = true
+	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
-	}
-	if s.approvals != nil {
-		s.approvals = signalling{Approvals: s.approvals, hub: s.hub}
 	}
 	if s.changes == nil {
 		s.changes = s.hub

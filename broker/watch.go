@@ -1,10 +1,7 @@
 package broker
 
 import (
-	"context"
 	"sync"
-
-	"github.com/writ-dev/writ/approval"
 )
 
 // RequestChanges tells WatchRequest streams when a request may have changed,
@@ -73,31 +70,4 @@ func (h *Hub) subscribers() int {
 		n += len(s)
 	}
 	return n
-}
-
-// signalling wraps the approval service so that every change to a request
-// it makes signals the hub: no handler has to remember to.
-type signalling struct {
-	Approvals
-	hub *Hub
-}
-
-func (a signalling) Review(ctx context.Context, id string, rev approval.Review) (approval.Request, error) {
-	r, err := a.Approvals.Review(ctx, id, rev)
-	a.hub.Changed(id)
-	return r, err
-}
-
-func (a signalling) Revoke(ctx context.Context, id string, by approval.Principal, reason string) (approval.Request, []approval.GrantRecord, error) {
-	r, g, err := a.Approvals.Revoke(ctx, id, by, reason)
-	a.hub.Changed(id)
-	return r, g, err
-}
-
-func (a signalling) ExpireDue(ctx context.Context) ([]approval.Request, error) {
-	rs, err := a.Approvals.ExpireDue(ctx)
-	for _, r := range rs {
-		a.hub.Changed(r.ID)
-	}
-	return rs, err
 }

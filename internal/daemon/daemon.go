@@ -261,6 +261,9 @@ func (d *Daemon) buildBroker(ctx context.Context, c *components) error {
 		Approvals:     c.approvals,
 		People:        c.people,
 		Revoker:       c.revoker,
+		Commit:        c.store,
+		// Both JWT issuers revoke through the store's deny-list.
+		DenyListKinds: []approval.CredentialKind{approval.KindJWT, approval.KindVaultTransitJWT},
 		Notifier:      c.notifier,
 		Grants:        c.store,
 		Metrics:       broker.NewMetrics(c.reg, func(name string) bool { _, ok := pol.Entitlements[name]; return ok }),
@@ -268,6 +271,11 @@ func (d *Daemon) buildBroker(ctx context.Context, c *components) error {
 	})
 	if err != nil {
 		return fmt.Errorf("%s: %w", d.cfg.Policy, err)
+	}
+	// The policy version goes into the ledger before the first decision
+	// that cites it.
+	if _, err := srv.RecordPolicy(ctx); err != nil {
+		return fmt.Errorf("record policy %s in the ledger: %w", d.cfg.Policy, err)
 	}
 	c.srv = srv
 	return nil
