@@ -140,18 +140,28 @@ func OpenCheckpoint(msg []byte, verifier note.Verifier) (Checkpoint, error) {
 	return c, nil
 }
 
+// NoteAt is one note of a checkpoint file and the line it starts on.
+type NoteAt struct {
+	// Line is the 1-based line number of the note's first line.
+	Line int
+	// Note is the signed note, text and signature lines.
+	Note []byte
+}
+
 // SplitNotes splits concatenated signed notes, as a witness's checkpoint
 // file holds them: each note's text runs to its blank line, and its
 // signature lines (starting "— ") follow; the next line that is not a
 // signature starts the next note. Errors name the line (1-based) and wrap
 // ErrBadCheckpoint. The notes' signatures are not checked here.
-func SplitNotes(data []byte) ([][]byte, error) {
+func SplitNotes(data []byte) ([]NoteAt, error) {
 	var (
-		notes   [][]byte
-		start   int  // offset of the current note
-		line    = 1  // number of the line at offset off
-		inSigs  bool // past the current note's blank line
-		haveSig bool // the current note has a signature line
+		notes     []NoteAt
+		start     int  // offset of the current note
+		startLine = 1  // its line number
+		line      = 1  // number of the line at offset off
+		inSigs    bool // past the current note's blank line
+		haveSig   bool // the current note has a signature line
+		sigPrefix = []byte("\u2014 ")
 	)
 	for off := 0; off < len(data); {
 		end := bytes.IndexByte(data[off:], '\n')
@@ -160,13 +170,13 @@ func SplitNotes(data []byte) ([][]byte, error) {
 		}
 		l := data[off : off+end]
 		switch {
-		case inSigs && bytes.HasPrefix(l, []byte("— ")):
+		case inSigs && bytes.HasPrefix(l, sigPrefix):
 			haveSig = true
 		case inSigs && !haveSig:
-			return nil, fmt.Errorf("checkpoints line %d: want a signature line (\"— name signature\"): %w", line, ErrBadCheckpoint)
+			return nil, fmt.Errorf("checkpoints line %d: want a signature line (\"\u2014 name signature\"): %w", line, ErrBadCheckpoint)
 		case inSigs:
-			notes = append(notes, data[start:off])
-			start, inSigs, haveSig = off, false, false
+			notes = append(notes, NoteAt{Line: startLine, Note: data[start:off]})
+			start, startLine, inSigs, haveSig = off, line, false, false
 			if len(l) == 0 {
 				return nil, fmt.Errorf("checkpoints line %d: blank line where a note should start: %w", line, ErrBadCheckpoint)
 			}
@@ -182,9 +192,9 @@ func SplitNotes(data []byte) ([][]byte, error) {
 	switch {
 	case start == len(data):
 	case !haveSig:
-		return nil, fmt.Errorf("checkpoints line %d: the last note has no signature: %w", line, ErrBadCheckpoint)
+		return nil, fmt.Errorf("checkpoints line %d: the note starting at line %d has no signature: %w", line, startLine, ErrBadCheckpoint)
 	default:
-		notes = append(notes, data[start:])
+		notes = append(notes, NoteAt{Line: startLine, Note: data[start:]})
 	}
 	return notes, nil
 }
