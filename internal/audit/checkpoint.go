@@ -212,7 +212,7 @@ func GenerateLedgerKey(rand io.Reader, origin string) (skey, vkey string, err er
 // Ed25519 signer key as GenerateLedgerKey returns it.
 func VerifierKey(skey string) (string, error) {
 	// PRIVATE+KEY+<name>+<hash>+<base64(0x01 || seed)>
-	parts := strings.Split(skey, "+")
+	parts := strings.SplitN(skey, "+", 5) // base64 may hold "+"
 	if len(parts) != 5 || parts[0] != "PRIVATE" || parts[1] != "KEY" {
 		return "", errors.New("not a note signer key (PRIVATE+KEY+name+hash+key)")
 	}

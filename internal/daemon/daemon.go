@@ -25,6 +25,7 @@ import (
 	"github.com/writ-dev/writ/approval"
 	"github.com/writ-dev/writ/broker"
 	"github.com/writ-dev/writ/internal/audit"
+	"github.com/writ-dev/writ/internal/checkpoint"
 	"github.com/writ-dev/writ/internal/oidc"
 	"github.com/writ-dev/writ/internal/policy"
 	"github.com/writ-dev/writ/internal/spiffe"
@@ -44,6 +45,8 @@ type Daemon struct {
 	httpServer    *http.Server
 	health        *health.Server
 	store         *boltstore.Store
+	checkpointer  *checkpoint.Checkpointer
+	ledgerKey     string // the ledger's verifier key
 
 	// GRPCAddr and HTTPAddr are the bound addresses (useful with port 0).
 	GRPCAddr    net.Addr
@@ -134,6 +137,9 @@ func New(ctx context.Context, cfg Config, opts Options) (_ *Daemon, err error) {
 	m.closer = append(m.closer, src.Close)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := m.startCheckpointer(ctx, store, reg); err != nil {
+		return nil, err
+	}
 
 	issuers, err := m.buildIssuers(ctx, pol, store, src, reg)
 	if err != nil {

@@ -21,7 +21,7 @@ import (
 	"github.com/writ-dev/writ/internal/store/boltstore"
 )
 
-// startHTTP serves the JWKS, the JWT deny-list, metrics, health and, in dev
+// startHTTP serves the JWKS, the ledger's checkpoints and proofs, the JWT deny-list, metrics, health and, in dev
 // mode only, the dev OIDC issuer.
 func (m *Daemon) startHTTP(opts Options, reg *prometheus.Registry, issuers issuerSet, store *boltstore.Store) error {
 	cfg := m.cfg.HTTP
@@ -38,6 +38,7 @@ func (m *Daemon) startHTTP(opts Options, reg *prometheus.Registry, issuers issue
 		}
 		return out, err
 	}, nil))
+	m.mountLedger(mux, store)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	if opts.DevOIDC != nil {
