@@ -413,3 +413,25 @@ func TestLoadOrCreateKey(t *testing.T) {
 		t.Errorf("world-readable key err = %v", err)
 	}
 }
+
+// FuzzParseProof: a proof body of any content never panics, and an error
+// names the line.
+func FuzzParseProof(f *testing.F) {
+	h := tlog.RecordHash([]byte("a"))
+	f.Add(checkpoint.FormatProof([]tlog.Hash{h, h}))
+	f.Add([]byte(""))
+	f.Add([]byte("\n"))
+	f.Add([]byte(h.String()))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		p, err := checkpoint.ParseProof(body)
+		if err != nil {
+			if !strings.Contains(err.Error(), "proof") {
+				t.Fatalf("ParseProof() err = %v, want it to say proof", err)
+			}
+			return
+		}
+		if got := checkpoint.FormatProof(p); string(got) != string(body) {
+			t.Fatalf("ParseProof(%q) = %d hashes that format as %q", body, len(p), got)
+		}
+	})
+}
