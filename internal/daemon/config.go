@@ -45,6 +45,8 @@ type Config struct {
 	Limits LimitsConfig `yaml:"limits"`
 	// ShutdownTimeout bounds the graceful shutdown.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// Ledger configures checkpoints and witnesses (ledger.go).
+	Ledger LedgerConfig `yaml:"ledger"`
 }
 
 // HTTPConfig configures the HTTP listener.
@@ -325,6 +327,7 @@ func (c Config) Validate() error {
 	}
 	errs = append(errs, c.validateJWTSVID()...)
 	errs = append(errs, c.Limits.validate()...)
+	errs = append(errs, c.Ledger.validate()...)
 	return errors.Join(errs...)
 }
 

@@ -26,6 +26,7 @@ import (
 	"github.com/writ-dev/writ/approval"
 	"github.com/writ-dev/writ/broker"
 	"github.com/writ-dev/writ/internal/audit"
+	"github.com/writ-dev/writ/internal/checkpoint"
 	"github.com/writ-dev/writ/internal/oidc"
 	"github.com/writ-dev/writ/internal/policy"
 	"github.com/writ-dev/writ/internal/revoke"
@@ -45,7 +46,9 @@ type Daemon struct {
 	ready  readiness
 	store  *boltstore.Store
 	// storeFailed wakes the store recovery job (see recoverStore).
-	storeFailed chan struct{}
+	storeFailed  chan struct{}
+	checkpointer *checkpoint.Checkpointer
+	ledgerKey    string // the ledger's verifier key
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -219,6 +222,9 @@ func (d *Daemon) build(ctx context.Context) (*components, error) {
 	}
 	if err := c.reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	if err := d.startCheckpointer(ctx, c.store, c.reg); err != nil {
+		return nil, err
 	}
 
 	if c.issuers, err = d.buildIssuers(ctx, c.pol, c.store, c.src, c.reg); err != nil {

@@ -42,6 +42,7 @@ func (d *Daemon) routes(mux *http.ServeMux, c *components) {
 		}
 		return out, err
 	}, nil))
+	d.mountLedger(mux, c.store)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(c.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", d.ready.liveness)
 	mux.HandleFunc("GET /readyz", d.ready.readiness)

@@ -33,11 +33,15 @@ func (s *Store) Commit(ctx context.Context, fn func(txn.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
-	var fnErr error
+	var (
+		fnErr   error
+		lastSeq uint64
+	)
 	err := s.update(func(btx *bolt.Tx) error {
 		t := &tx{s: s, tx: btx}
 		fnErr = fn(t)
 		t.tx = nil // fn must not keep it
+		lastSeq = t.lastSeq
 		return fnErr
 	})
 	if fnErr != nil {
@@ -46,6 +50,9 @@ func (s *Store) Commit(ctx context.Context, fn func(txn.Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
+	if lastSeq != 0 {
+		s.notifyAppend(lastSeq)
+	}
 	return nil
 }
 
@@ -53,6 +60,9 @@ func (s *Store) Commit(ctx context.Context, fn func(txn.Tx) error) error {
 type tx struct {
 	s  *Store
 	tx *bolt.Tx
+	// lastSeq is the last ledger record appended in this transaction, if
+	// any, announced (Store.OnAppend) once the commit is durable.
+	lastSeq uint64
 }
 
 func (t *tx) CreateRequest(ctx context.Context, r approval.Request) error {
@@ -171,6 +181,7 @@ func (t *tx) AppendEntry(build audit.Build) (audit.Entry, error) {
 	if err != nil {
 		return audit.Entry{}, fmt.Errorf("append ledger entry: %w", err)
 	}
+	t.lastSeq = e.Seq
 	return e, nil
 }
 
