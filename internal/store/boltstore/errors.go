@@ -21,3 +21,9 @@ var ErrUnsupportedSchema = errors.New("unsupported database schema version")
 // not read, or does not match the key it is stored under. Nothing is
 // written over such a record: the caller fails closed.
 var ErrCorruptRecord = errors.New("corrupt or unreadable record")
+
+// ErrDamaged is returned by a read of a database file that is not a
+// consistent bbolt file: truncated, overwritten, or copied with cp while a
+// broker was writing it. bbolt itself would panic or fault on such a file;
+// the store reports it instead. Take copies with writ audit snapshot.
+var ErrDamaged = errors.New("database file is damaged")

@@ -66,6 +66,9 @@ func (s *Store) AppendEntry(ctx context.Context, build func(head audit.Entry, ok
 				}
 			}
 		}
+		if err := indexAppended(tx, next); err != nil {
+			return err
+		}
 		out = next
 		return nil
 	}
@@ -93,7 +96,7 @@ func (s *Store) Head(ctx context.Context) (audit.Entry, bool, error) {
 		head audit.Entry
 		ok   bool
 	)
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(ledgerBucket)
 		if b == nil {
 			return nil
@@ -169,7 +172,7 @@ func (s *Store) ScanRecords(ctx context.Context, fn func(seq uint64, raw []byte)
 // readChunk copies up to scanChunk records that follow the key after (from
 // the first key if after is nil). done reports that the ledger has no more.
 func (s *Store) readChunk(after []byte) (recs []record, last []byte, done bool, err error) {
-	err = s.db.View(func(tx *bolt.Tx) error {
+	err = s.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(ledgerBucket)
 		if b == nil {
 			done = true
