@@ -96,6 +96,7 @@ var people = map[string]broker.Person{
 	"eve":     {Principal: "oidc:https://idp.test#eve", Groups: []string{"sales"}},
 	"mallory": {Principal: "oidc:https://idp.test#mallory", Groups: []string{"dba"}},
 	"sam":     {Principal: "oidc:https://idp.test#sam", Groups: []string{"sre", "security"}},
+	"audra":   {Principal: "oidc:https://idp.test#audra", Groups: []string{"auditors"}},
 }
 
 // tokenPeople is a PersonVerifier for tests; OIDC itself is tested in
@@ -164,6 +165,8 @@ type apprOptions struct {
 	metrics  *broker.Metrics
 	ca       *devca.CA
 	clock    *clock
+	// auditorGroups: nil means the default.
+	auditorGroups []string
 }
 
 func newApprEnv(t *testing.T, o apprOptions) *apprEnv {
@@ -228,6 +231,7 @@ func newApprEnv(t *testing.T, o apprOptions) *apprEnv {
 	e.srv, err = broker.New(broker.Config{
 		Policy: pol, Issuers: issuers, Ledger: ledger, Approvals: svc, Revoker: e.revoker,
 		People: tokenPeople{}, Notifier: notifier, Now: e.clock.Now, Metrics: o.metrics, Grants: store,
+		Records: store, Operators: []spiffeid.ID{operator}, AuditorGroups: o.auditorGroups,
 		Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {

@@ -27,6 +27,11 @@ var (
 	errNotWorkload = errors.New("caller is not a workload")
 	// errNotPerson marks a review attempted without a person's identity.
 	errNotPerson = errors.New("caller is not a person")
+	// errNotAuditor marks a ledger read by a caller that is neither an
+	// operator nor in an auditor group.
+	errNotAuditor = errors.New("caller is not an auditor")
+	// errNoLedgerReads marks a ledger read on a broker without a LedgerReader.
+	errNoLedgerReads = errors.New("ledger reads are not configured on this broker")
 	// errNoApprovals marks an approval RPC on a broker without approvals.
 	errNoApprovals = errors.New("approvals are not configured on this broker")
 )
@@ -50,6 +55,7 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 		errors.Is(err, approval.ErrAlreadyReviewed),
 		errors.Is(err, approval.ErrNotApprover),
 		errors.Is(err, errNotOperator),
+		errors.Is(err, errNotAuditor),
 		errors.Is(err, errNotWorkload),
 		errors.Is(err, errNotPerson):
 		return status.Error(codes.PermissionDenied, err.Error())
@@ -58,7 +64,8 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 		errors.Is(err, approval.ErrReviewOverdue),
 		errors.Is(err, approval.ErrResolved),
 		errors.Is(err, approval.ErrConflict),
-		errors.Is(err, errNoApprovals):
+		errors.Is(err, errNoApprovals),
+		errors.Is(err, errNoLedgerReads):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, approval.ErrTTLTooLong),
 		errors.Is(err, approval.ErrInvalid),

@@ -99,6 +99,13 @@ type Config struct {
 	// Grants finds a credential's newest ledger entry, for RenewCredential
 	// and ReleaseCredential; nil disables them.
 	Grants GrantLookup
+	// Records reads the stored ledger for auditors (ExportLedger,
+	// SearchLedger, Snapshot) and for the evidence GetBreakGlass shows;
+	// nil disables them.
+	Records LedgerReader
+	// AuditorGroups are the people's groups that may read the ledger,
+	// besides operators; empty means DefaultAuditorGroups.
+	AuditorGroups []string
 	// Metrics, if set, receives grant and ledger measurements.
 	Metrics *Metrics
 	// Logger defaults to discarding.
@@ -125,6 +132,8 @@ type Server struct {
 	revoker       Revoker
 	notifier      Notifier
 	grants        GrantLookup
+	records       LedgerReader
+	auditorGroups []string
 	watch         *watchHub
 	operators     map[spiffeid.ID]bool
 	metrics       *Metrics
@@ -162,6 +171,8 @@ func New(cfg Config) (*Server, error) {
 		revoker:       cfg.Revoker,
 		notifier:      cfg.Notifier,
 		grants:        cfg.Grants,
+		records:       cfg.Records,
+		auditorGroups: cfg.AuditorGroups,
 		watch:         newWatchHub(),
 		operators:     make(map[spiffeid.ID]bool, len(cfg.Operators)),
 		metrics:       cfg.Metrics,
@@ -172,6 +183,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	for _, id := range cfg.Operators {
 		s.operators[id] = true
+	}
+	if len(s.auditorGroups) == 0 {
+		s.auditorGroups = DefaultAuditorGroups
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

@@ -111,6 +111,10 @@ type VaultAuthConfig struct {
 type AdminConfig struct {
 	// Operators are SPIFFE IDs allowed to call the admin API over mTLS.
 	Operators []string `yaml:"operators"`
+	// AuditorGroups are the people's groups (from their ID tokens) that may
+	// export, search and snapshot the ledger, besides operators. Default
+	// [auditors].
+	AuditorGroups []string `yaml:"auditor_groups"`
 	// Listen is the TLS address where people call the admin API with OIDC
 	// ID tokens; the broker presents its SVID. Empty disables it.
 	Listen string `yaml:"listen"`

@@ -157,17 +157,19 @@ func start(ctx context.Context, cfg Config, logOut io.Writer, opts startOptions)
 	}
 
 	srv, err := broker.New(broker.Config{
-		Policy:    pol,
-		Issuers:   issuers.byKind,
-		Ledger:    ledger,
-		Operators: operators,
-		Approvals: approvals,
-		People:    people,
-		Revoker:   revoker,
-		Notifier:  notifier,
-		Grants:    store,
-		Metrics:   broker.NewMetrics(reg, func(name string) bool { _, ok := pol.Entitlements[name]; return ok }),
-		Logger:    m.log,
+		Policy:        pol,
+		Issuers:       issuers.byKind,
+		Ledger:        ledger,
+		Operators:     operators,
+		Approvals:     approvals,
+		People:        people,
+		Revoker:       revoker,
+		Notifier:      notifier,
+		Grants:        store,
+		Records:       store,
+		AuditorGroups: cfg.Admin.AuditorGroups,
+		Metrics:       broker.NewMetrics(reg, func(name string) bool { _, ok := pol.Entitlements[name]; return ok }),
+		Logger:        m.log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", cfg.Policy, err)
