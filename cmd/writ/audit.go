@@ -19,7 +19,7 @@ var errVerify = errors.New("ledger verification failed")
 
 func auditCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "audit", Short: "Work with the ledger"}
-	cmd.AddCommand(auditVerifyCmd())
+	cmd.AddCommand(auditVerifyCmd(), auditExportCmd(), auditSearchCmd(), auditSnapshotCmd())
 	return cmd
 }
 
@@ -40,7 +40,7 @@ func auditVerifyCmd() *cobra.Command {
 			if dir == "" {
 				return fmt.Errorf("--data-dir is required: %w", errUsage)
 			}
-			store, err := boltstore.Open(filepath.Join(dir, "writ.db"), boltstore.Options{ReadOnly: true})
+			store, err := boltstore.Open(filepath.Join(dir, "writ.db"), boltstore.Options{ReadOnly: true, Check: true})
 			if err != nil {
 				return err
 			}

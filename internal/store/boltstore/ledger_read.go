@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"runtime/debug"
 
 	bolt "go.etcd.io/bbolt"
@@ -38,9 +39,9 @@ func checkSize(tx *bolt.Tx, size int64) error {
 	return nil
 }
 
-// openReadOnly checks a file opened read-only: not truncated, and a schema
-// this code reads.
-func (s *Store) openReadOnly(path string) error {
+// openReadOnly checks a file opened read-only: not truncated, every page
+// sound (with check), and a schema this code reads.
+func (s *Store) openReadOnly(path string, check bool) error {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return err
@@ -49,8 +50,58 @@ func (s *Store) openReadOnly(path string) error {
 		if err := checkSize(tx, fi.Size()); err != nil {
 			return err
 		}
+		if check {
+			if err := checkStructure(tx); err != nil {
+				return fmt.Errorf("%w: %w (copied while being written? take copies with writ audit snapshot)", ErrDamaged, err)
+			}
+		}
 		return checkSchema(tx)
 	})
+}
+
+// checkStructure reads every key and value reachable from the root, in
+// this goroutine (so view turns a fault into an error; bbolt's own
+// Tx.Check runs in a goroutine of its own, where a fault on a torn page
+// kills the process), checks that keys are in order, and that a file with
+// more than its initial pages holds Writ's meta and ledger buckets, so a
+// torn root does not read as an empty ledger.
+func checkStructure(tx *bolt.Tx) error {
+	var sink byte
+	var walk func(path string, b *bolt.Bucket) error
+	walk = func(path string, b *bolt.Bucket) error {
+		var prev []byte
+		return b.ForEach(func(k, v []byte) error {
+			if prev != nil && bytes.Compare(prev, k) >= 0 {
+				return fmt.Errorf("bucket %s: keys out of order at %x", path, k)
+			}
+			prev = k
+			if len(k) > 0 {
+				sink ^= k[0] ^ k[len(k)-1]
+			}
+			if v != nil {
+				if len(v) > 0 {
+					sink ^= v[0] ^ v[len(v)-1]
+				}
+				return nil
+			}
+			nb := b.Bucket(k)
+			if nb == nil {
+				return fmt.Errorf("bucket %s: key %x is neither a value nor a bucket", path, k)
+			}
+			return walk(path+"/"+string(k), nb)
+		})
+	}
+	err := tx.ForEach(func(name []byte, b *bolt.Bucket) error { return walk(string(name), b) })
+	if err != nil {
+		return err
+	}
+	runtime.KeepAlive(sink) // the reads are the point
+	if tx.Bucket(metaBucket) == nil || tx.Bucket(ledgerBucket) == nil {
+		if initial := int64(4 * tx.DB().Info().PageSize); tx.Size() > initial {
+			return fmt.Errorf("the file has %d bytes of pages but no %s or %s bucket", tx.Size(), metaBucket, ledgerBucket)
+		}
+	}
+	return nil
 }
 
 // exportChunk is how many records ExportRecords reads per transaction.

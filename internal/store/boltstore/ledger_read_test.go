@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -380,6 +381,12 @@ func TestStore_DamagedFileReported(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "writ.db")
 			if err := os.WriteFile(path, tt.damage(good), 0o600); err != nil {
 				t.Fatal(err)
+			}
+			if s, err := boltstore.Open(path, boltstore.Options{ReadOnly: true, Check: true}); err == nil {
+				_ = s.Close()
+				t.Errorf("Open with Check accepted the damaged file")
+			} else if !errors.Is(err, boltstore.ErrDamaged) && !strings.Contains(err.Error(), "invalid database") {
+				t.Errorf("Open with Check: %v, want ErrDamaged", err)
 			}
 			s, err := boltstore.Open(path, boltstore.Options{ReadOnly: true})
 			if err != nil {

@@ -64,6 +64,12 @@ type Options struct {
 	// writer has it open. A read-only Open never creates the file or its
 	// buckets, and AppendEntry fails.
 	ReadOnly bool
+	// Check, with ReadOnly, makes Open check the structure of every page
+	// of the file (bbolt's Tx.Check) and fail with ErrDamaged on the first
+	// problem. It reads the whole file: for offline verification and
+	// export, where a torn copy must be reported, not read as a shorter or
+	// empty ledger.
+	Check bool
 	// BatchDelay is how long a group commit of concurrent ledger appends
 	// waits for company. Zero means DefaultBatchDelay.
 	BatchDelay time.Duration
@@ -102,7 +108,7 @@ func Open(path string, opts Options) (*Store, error) {
 	db.MaxBatchDelay = opts.BatchDelay
 	s := &Store{db: db}
 	if opts.ReadOnly {
-		err = s.openReadOnly(path)
+		err = s.openReadOnly(path, opts.Check)
 	} else if err = db.Update(initSchema); err == nil {
 		err = s.migrateIndexes()
 	}
