@@ -57,6 +57,9 @@ func (s *Store) AppendEntry(ctx context.Context, build func(head audit.Entry, ok
 		if err := b.Put(seqKey(next.Seq), raw); err != nil {
 			return fmt.Errorf("put record %d: %w", next.Seq, err)
 		}
+		if err := putTreeHashes(tx, next.Seq, raw); err != nil {
+			return err
+		}
 		// Index the newest record about each credential, in the same
 		// transaction, so renew and release find it without a scan.
 		if next.GrantID != "" && next.CredentialRef != "" {
@@ -82,7 +85,26 @@ func (s *Store) AppendEntry(ctx context.Context, build func(head audit.Entry, ok
 	if err := commit(fn); err != nil {
 		return audit.Entry{}, fmt.Errorf("append ledger entry: %w", err)
 	}
+	s.notifyAppend(out.Seq)
 	return out, nil
+}
+
+// OnAppend registers fn to be called after each committed ledger append
+// with the new record's sequence number (the checkpointer's wake-up). fn
+// runs on the appending goroutine, so it must not block. A later call
+// replaces fn; nil removes it.
+func (s *Store) OnAppend(fn func(seq uint64)) {
+	if fn == nil {
+		s.onAppend.Store(nil)
+		return
+	}
+	s.onAppend.Store(&fn)
+}
+
+func (s *Store) notifyAppend(seq uint64) {
+	if fn := s.onAppend.Load(); fn != nil {
+		(*fn)(seq)
+	}
 }
 
 // Head implements audit.HeadReader: it returns the last ledger entry, or

@@ -169,12 +169,12 @@ func headIndexed(tx *bolt.Tx) bool {
 	return true
 }
 
-// migrateChunk is how many records one migration transaction indexes.
-const migrateChunk = 10000
+// indexMigrateChunk is how many records one migration transaction indexes.
+const indexMigrateChunk = 10000
 
 // migrateIndexes indexes every ledger record of a file written before the
 // indexes existed (or by an older index layout), in transactions of
-// migrateChunk records, then records indexVersion. A crash part-way leaves
+// indexMigrateChunk records, then records indexVersion. A crash part-way leaves
 // the version unset, and the next Open starts over; puts are idempotent.
 // A record that does not decode is left unindexed: Verify reports it.
 func (s *Store) migrateIndexes() error {
@@ -197,7 +197,7 @@ func (s *Store) migrateIndexes() error {
 					k, v = c.Next()
 				}
 			}
-			for n := 0; k != nil && n < migrateChunk; k, v = c.Next() {
+			for n := 0; k != nil && n < indexMigrateChunk; k, v = c.Next() {
 				n++
 				last = bytes.Clone(k)
 				e, err := audit.Decode(v)

@@ -28,12 +28,15 @@ var (
 	deniedJTIsBucket    = []byte("denied_jtis")
 	breakGlassBucket    = []byte("breakglass")
 	ledgerByGrantBucket = []byte("ledger_by_grant")
+
+	ledgerTreeBucket        = []byte("ledger_tree")
+	ledgerCheckpointsBucket = []byte("ledger_checkpoints")
 )
 
 // dataBuckets are created by a writable Open next to the ledger. Adding a
 // bucket is backward compatible (older code ignores it), so it does not
 // change schemaVersion.
-var dataBuckets = [][]byte{ledgerBucket, requestsBucket, grantsBucket, grantsByBenefBucket, revocationsBucket, deniedJTIsBucket, breakGlassBucket, ledgerByGrantBucket}
+var dataBuckets = [][]byte{ledgerBucket, requestsBucket, grantsBucket, grantsByBenefBucket, revocationsBucket, deniedJTIsBucket, breakGlassBucket, ledgerByGrantBucket, ledgerTreeBucket, ledgerCheckpointsBucket}
 
 // fileMode is the mode Open creates the database file with.
 const fileMode fs.FileMode = 0o600
@@ -80,10 +83,13 @@ type Options struct {
 type Store struct {
 	db        *bolt.DB
 	appending atomic.Int64 // AppendEntry calls in progress
+	onAppend  atomic.Pointer[func(seq uint64)]
 }
 
 // Open opens the database at path, creating it with mode 0600 (and its
-// buckets) unless opts.ReadOnly is set. It returns ErrInUse if the file lock
+// buckets) unless opts.ReadOnly is set. A writable Open also adds to the
+// ledger's Merkle tree any records it does not cover yet (a data dir from a
+// Writ without the tree: see migrateTree). It returns ErrInUse if the file lock
 // is not acquired within opts.Timeout, ErrInsecurePermissions if an existing
 // file is accessible to group or others, ErrUnsupportedSchema if the file
 // is from a newer Writ, and an error wrapping fs.ErrNotExist if
@@ -110,7 +116,9 @@ func Open(path string, opts Options) (*Store, error) {
 	if opts.ReadOnly {
 		err = s.openReadOnly(path, opts.Check)
 	} else if err = db.Update(initSchema); err == nil {
-		err = s.migrateIndexes()
+		if err = migrateTree(db); err == nil {
+			err = s.migrateIndexes()
+		}
 	}
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("open %s: %w", path, err), db.Close())

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"bytes"
@@ -43,6 +43,8 @@ type Config struct {
 	Log LogConfig `yaml:"log"`
 	// ShutdownTimeout bounds the graceful shutdown.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// Ledger configures checkpoints and witnesses (ledger.go).
+	Ledger LedgerConfig `yaml:"ledger"`
 }
 
 // HTTPConfig configures the HTTP listener.
@@ -320,6 +322,7 @@ func (c Config) Validate() error {
 		bad("shutdown_timeout", "must be positive")
 	}
 	errs = append(errs, c.validateJWTSVID()...)
+	errs = append(errs, c.Ledger.validate()...)
 	return errors.Join(errs...)
 }
 
