@@ -25,7 +25,7 @@ var errVerify = errors.New("ledger verification failed")
 
 func auditCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "audit", Short: "Work with the ledger"}
-	cmd.AddCommand(auditVerifyCmd(), auditWitnessCmd(), auditExportCmd(), auditSearchCmd(), auditSnapshotCmd())
+	cmd.AddCommand(auditVerifyCmd(), auditWitnessCmd(), auditExportCmd(), auditSearchCmd(), auditSnapshotCmd(), auditProveCmd())
 	return cmd
 }
 

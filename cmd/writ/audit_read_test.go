@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -18,12 +19,14 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
 	"github.com/writ-dev/writ/approval"
 	"github.com/writ-dev/writ/broker"
 	"github.com/writ-dev/writ/internal/audit"
+	"github.com/writ-dev/writ/internal/checkpoint"
 	"github.com/writ-dev/writ/internal/policy"
 	"github.com/writ-dev/writ/internal/spiffe"
 	"github.com/writ-dev/writ/internal/spiffe/devca"
@@ -319,8 +322,60 @@ func TestAuditReadCommands(t *testing.T) {
 		}
 	})
 
+	t.Run("prove", func(t *testing.T) {
+		if _, err := b.writ(t, "audra", "audit", "prove", "--seq", "5"); exitCode(err) != exitRejected {
+			t.Errorf("prove before any checkpoint = %v (exit %d), want exit %d", err, exitCode(err), exitRejected)
+		}
+		skey, vkey, err := audit.GenerateLedgerKey(rand.Reader, "writ.test/ledger")
+		if err != nil {
+			t.Fatal(err)
+		}
+		signer, err := note.NewSigner(skey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cp, err := checkpoint.New(t.Context(), checkpoint.Config{Store: b.store, Signer: signer})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cp.SignNow(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		_ = cp.Close(t.Context())
+		keyFile := filepath.Join(t.TempDir(), "ledger.pub")
+		if err := os.WriteFile(keyFile, []byte(vkey+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, err := b.writ(t, "audra", "audit", "prove", "--grant", "g_7", "--key", keyFile)
+		if err != nil || !strings.Contains(out, "proof ok: record 8 is in the tree of size 300, and the checkpoint is signed by writ.test/ledger") ||
+			!strings.Contains(out, string(stored[7])) {
+			t.Errorf("prove --grant g_7 = %v:\n%s", err, out)
+		}
+		out, err = b.writ(t, "audra", "audit", "prove", "--seq", "300")
+		if err != nil || !strings.Contains(out, "signature NOT checked") {
+			t.Errorf("prove --seq 300 without a key = %v:\n%s", err, out)
+		}
+		out, err = b.writ(t, "audra", "audit", "prove", "--seq", "1", "-o", "json")
+		var res struct {
+			Record    string   `json:"record"`
+			TreeSize  int64    `json:"tree_size"`
+			Proof     []string `json:"proof"`
+			Signature bool     `json:"signature_checked"`
+		}
+		if err != nil || json.Unmarshal([]byte(out), &res) != nil || res.Record != string(stored[0]) || res.TreeSize != 300 || len(res.Proof) == 0 {
+			t.Errorf("prove -o json = %v:\n%s", err, out)
+		}
+		_, otherKey, _ := audit.GenerateLedgerKey(rand.Reader, "writ.test/ledger")
+		if err := os.WriteFile(keyFile, []byte(otherKey+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.writ(t, "audra", "audit", "prove", "--seq", "2", "--key", keyFile); !errors.Is(err, errVerify) {
+			t.Errorf("prove with another key = %v, want a verification failure", err)
+		}
+	})
+
 	t.Run("not an auditor", func(t *testing.T) {
-		for _, args := range [][]string{{"audit", "export"}, {"audit", "search"}, {"audit", "snapshot", "--out", filepath.Join(t.TempDir(), "x.db")}} {
+		for _, args := range [][]string{{"audit", "export"}, {"audit", "search"}, {"audit", "prove", "--seq", "1"}, {"audit", "snapshot", "--out", filepath.Join(t.TempDir(), "x.db")}} {
 			_, err := b.writ(t, "eve", args...)
 			if exitCode(err) != exitDenied || !strings.Contains(friendly(err), "auditor") {
 				t.Errorf("writ %v as eve = %v (exit %d), want permission denied (exit %d)", args, err, exitCode(err), exitDenied)

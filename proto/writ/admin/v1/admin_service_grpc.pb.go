@@ -35,6 +35,7 @@ const (
 	AdminService_ExportLedger_FullMethodName     = "/writ.admin.v1.AdminService/ExportLedger"
 	AdminService_SearchLedger_FullMethodName     = "/writ.admin.v1.AdminService/SearchLedger"
 	AdminService_Snapshot_FullMethodName         = "/writ.admin.v1.AdminService/Snapshot"
+	AdminService_ProveRecord_FullMethodName      = "/writ.admin.v1.AdminService/ProveRecord"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -93,6 +94,13 @@ type AdminServiceClient interface {
 	// (bbolt's Tx.WriteTo, one read transaction) while it keeps serving: a
 	// backup, and a file `writ audit verify` can check offline.
 	Snapshot(ctx context.Context, in *SnapshotRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SnapshotResponse], error)
+	// ProveRecord returns a record (by grant ID: the grant's first record; or
+	// by sequence number), its RFC 6962 inclusion proof and the newest signed
+	// checkpoint, which the proof leads to. Check it with
+	// tlog.CheckRecord(proof, checkpoint size, checkpoint root, seq-1,
+	// tlog.RecordHash(record)). FAILED_PRECONDITION until a checkpoint covers
+	// the record.
+	ProveRecord(ctx context.Context, in *ProveRecordRequest, opts ...grpc.CallOption) (*ProveRecordResponse, error)
 }
 
 type adminServiceClient struct {
@@ -281,6 +289,16 @@ func (c *adminServiceClient) Snapshot(ctx context.Context, in *SnapshotRequest, 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AdminService_SnapshotClient = grpc.ServerStreamingClient[SnapshotResponse]
 
+func (c *adminServiceClient) ProveRecord(ctx context.Context, in *ProveRecordRequest, opts ...grpc.CallOption) (*ProveRecordResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ProveRecordResponse)
+	err := c.cc.Invoke(ctx, AdminService_ProveRecord_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -337,6 +355,13 @@ type AdminServiceServer interface {
 	// (bbolt's Tx.WriteTo, one read transaction) while it keeps serving: a
 	// backup, and a file `writ audit verify` can check offline.
 	Snapshot(*SnapshotRequest, grpc.ServerStreamingServer[SnapshotResponse]) error
+	// ProveRecord returns a record (by grant ID: the grant's first record; or
+	// by sequence number), its RFC 6962 inclusion proof and the newest signed
+	// checkpoint, which the proof leads to. Check it with
+	// tlog.CheckRecord(proof, checkpoint size, checkpoint root, seq-1,
+	// tlog.RecordHash(record)). FAILED_PRECONDITION until a checkpoint covers
+	// the record.
+	ProveRecord(context.Context, *ProveRecordRequest) (*ProveRecordResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -394,6 +419,9 @@ func (UnimplementedAdminServiceServer) SearchLedger(context.Context, *SearchLedg
 }
 func (UnimplementedAdminServiceServer) Snapshot(*SnapshotRequest, grpc.ServerStreamingServer[SnapshotResponse]) error {
 	return status.Error(codes.Unimplemented, "method Snapshot not implemented")
+}
+func (UnimplementedAdminServiceServer) ProveRecord(context.Context, *ProveRecordRequest) (*ProveRecordResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ProveRecord not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -690,6 +718,24 @@ func _AdminService_Snapshot_Handler(srv interface{}, stream grpc.ServerStream) e
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AdminService_SnapshotServer = grpc.ServerStreamingServer[SnapshotResponse]
 
+func _AdminService_ProveRecord_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ProveRecordRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ProveRecord(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ProveRecord_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ProveRecord(ctx, req.(*ProveRecordRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -752,6 +798,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SearchLedger",
 			Handler:    _AdminService_SearchLedger_Handler,
+		},
+		{
+			MethodName: "ProveRecord",
+			Handler:    _AdminService_ProveRecord_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
