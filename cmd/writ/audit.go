@@ -31,6 +31,7 @@ func auditCmd() *cobra.Command {
 
 func auditVerifyCmd() *cobra.Command {
 	var dir, export, keyFile, cpDir, output string
+	var archives []string
 	cmd := &cobra.Command{
 		Use:   "verify (--data-dir DIR | --export FILE) [--key FILE] [--checkpoints DIR]",
 		Short: "Check the ledger offline: records, hash chain, Merkle tree and signed checkpoints",
@@ -74,7 +75,7 @@ func auditVerifyCmd() *cobra.Command {
 				line func() int
 			)
 			if dir != "" {
-				sum, verr = verifyDataDir(cmd.Context(), filepath.Join(dir, "writ.db"), verifier, cps)
+				sum, verr = verifyDataDir(cmd.Context(), filepath.Join(dir, "writ.db"), verifier, cps, archives)
 			} else {
 				f, err := os.Open(export)
 				if err != nil {
@@ -92,6 +93,7 @@ func auditVerifyCmd() *cobra.Command {
 	cmd.Flags().StringVar(&export, "export", "", "an export file: one stored record per line")
 	cmd.Flags().StringVar(&keyFile, "key", "", "file holding the ledger's verifier key (GET /.well-known/writ-ledger/key)")
 	cmd.Flags().StringVar(&cpDir, "checkpoints", "", "a witness's directory holding checkpoints.log")
+	cmd.Flags().StringSliceVar(&archives, "archive", nil, "with --data-dir: the archives of records removed by writ admin archive, oldest first")
 	outputFlag(cmd, &output)
 	return cmd
 }
@@ -100,7 +102,7 @@ func auditVerifyCmd() *cobra.Command {
 // the checkpoints stored beside it (when there is a verifier) and cps. A
 // damaged file is reported, never a panic: bbolt panics on some corrupt
 // pages, and that is turned into an error here.
-func verifyDataDir(ctx context.Context, path string, verifier note.Verifier, cps []audit.SignedCheckpoint) (sum audit.LogSummary, err error) {
+func verifyDataDir(ctx context.Context, path string, verifier note.Verifier, cps []audit.SignedCheckpoint, archives []string) (sum audit.LogSummary, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("%s is damaged (bbolt: %v): %w", path, r, audit.ErrTampered)
@@ -120,7 +122,12 @@ func verifyDataDir(ctx context.Context, path string, verifier note.Verifier, cps
 			return sum, err
 		}
 	}
-	return audit.VerifyLog(ctx, store, verifier, cps)
+	scanner, done, err := withArchives(ctx, store, archives)
+	if err != nil {
+		return sum, err
+	}
+	defer done()
+	return audit.VerifyLog(ctx, scanner, verifier, cps)
 }
 
 func reportVerify(out io.Writer, output string, sum audit.LogSummary, verr error, line func() int, haveKey bool) error {

@@ -27,3 +27,7 @@ var ErrCorruptRecord = errors.New("corrupt or unreadable record")
 // broker was writing it. bbolt itself would panic or fault on such a file;
 // the store reports it instead. Take copies with writ audit snapshot.
 var ErrDamaged = errors.New("database file is damaged")
+
+// ErrNotCovered is returned by DropPrefix for records no signed checkpoint
+// covers yet, or that include the ledger's head.
+var ErrNotCovered = errors.New("records not covered by a checkpoint")

@@ -404,3 +404,52 @@ func TestStore_DamagedFileReported(t *testing.T) {
 		})
 	}
 }
+
+// DropPrefix removes records and their index entries, keeps the tree, and
+// refuses what no checkpoint covers or the head.
+func TestStore_DropPrefix(t *testing.T) {
+	t.Parallel()
+	s := mustOpen(t, dbPath(t), boltstore.Options{})
+	appendAll(t, s, mixedEvents())
+	if err := s.DropPrefix(t.Context(), 3); !errors.Is(err, boltstore.ErrNotCovered) {
+		t.Fatalf("DropPrefix without a checkpoint = %v, want ErrNotCovered", err)
+	}
+	if err := s.PutCheckpoint(t.Context(), 8, []byte("signed\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DropPrefix(t.Context(), 8); !errors.Is(err, boltstore.ErrNotCovered) {
+		t.Fatalf("DropPrefix of the head = %v, want ErrNotCovered", err)
+	}
+	if err := s.DropPrefix(t.Context(), 5); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.ArchivedThrough(t.Context()); n != 5 || err != nil {
+		t.Errorf("ArchivedThrough = %d, %v; want 5", n, err)
+	}
+	for _, tt := range []struct {
+		q    audit.Query
+		want []uint64
+	}{
+		{audit.Query{}, []uint64{8, 7, 6}},
+		{audit.Query{GrantID: "g1"}, []uint64{7}},
+		{audit.Query{GrantID: "g2"}, []uint64{}},
+		{audit.Query{RefID: "r_1"}, []uint64{}},
+		{audit.Query{Identity: "spiffe://example.org/api"}, []uint64{8, 7, 6}},
+		{audit.Query{Entitlement: "db"}, []uint64{}},
+	} {
+		recs, _, err := s.SearchRecords(t.Context(), tt.q, audit.Page{})
+		if err != nil || !slices.Equal(seqsOf(recs), tt.want) {
+			t.Errorf("SearchRecords(%+v) after DropPrefix = %v, %v; want %v", tt.q, seqsOf(recs), err, tt.want)
+		}
+	}
+	if _, ok, err := s.GrantEntry(t.Context(), "g2"); ok || err != nil {
+		t.Errorf("GrantEntry(g2) = %v, %v; want not found", ok, err)
+	}
+	if n, err := s.TreeSize(t.Context()); n != 8 || err != nil {
+		t.Errorf("TreeSize = %d, %v; want 8 (hashes kept)", n, err)
+	}
+	appendAll(t, s, mixedEvents()[:1]) // appends go on from the head
+	if h, _, _ := s.Head(t.Context()); h.Seq != 9 {
+		t.Errorf("head after append = %d, want 9", h.Seq)
+	}
+}
