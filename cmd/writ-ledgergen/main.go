@@ -30,6 +30,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -60,6 +61,7 @@ type options struct {
 	step      time.Duration
 	noSign    bool
 	noSummary bool
+	profile   string
 }
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
@@ -74,6 +76,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.DurationVar(&o.step, "step", 100*time.Millisecond, "time between records")
 	fs.BoolVar(&o.noSign, "no-checkpoint", false, "do not sign a checkpoint at the end")
 	fs.BoolVar(&o.noSummary, "no-summary", false, "do not print the per-bucket sizes")
+	fs.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of the appends to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -108,6 +111,17 @@ func generate(ctx context.Context, o options, stdout io.Writer) error {
 		return err
 	}
 
+	if o.profile != "" {
+		f, err := os.Create(o.profile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	began := time.Now()
 	var next atomic.Int64
 	var wg sync.WaitGroup
