@@ -62,6 +62,7 @@ type options struct {
 	noSign    bool
 	noSummary bool
 	profile   string
+	pageSize  int
 }
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
@@ -76,6 +77,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.DurationVar(&o.step, "step", 100*time.Millisecond, "time between records")
 	fs.BoolVar(&o.noSign, "no-checkpoint", false, "do not sign a checkpoint at the end")
 	fs.BoolVar(&o.noSummary, "no-summary", false, "do not print the per-bucket sizes")
+	fs.IntVar(&o.pageSize, "page-size", 0, "bbolt page size of the new file (0: the store's default, 16384)")
 	fs.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of the appends to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -98,7 +100,7 @@ func generate(ctx context.Context, o options, stdout io.Writer) error {
 	if _, err := os.Stat(path); err == nil {
 		return fmt.Errorf("%s exists; give a new directory", path)
 	}
-	store, err := boltstore.Open(path, boltstore.Options{BatchDelay: o.batch})
+	store, err := boltstore.Open(path, boltstore.Options{BatchDelay: o.batch, PageSize: o.pageSize})
 	if err != nil {
 		return err
 	}

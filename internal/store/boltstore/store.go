@@ -1,6 +1,7 @@
 package boltstore
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -73,6 +74,9 @@ type Options struct {
 	// export, where a torn copy must be reported, not read as a shorter or
 	// empty ledger.
 	Check bool
+	// PageSize is the page size of a file Open creates; zero means 16 KiB
+	// (see newFilePageSize). An existing file keeps its own.
+	PageSize int
 	// BatchDelay is how long a group commit of concurrent ledger appends
 	// waits for company. Zero means DefaultBatchDelay.
 	BatchDelay time.Duration
@@ -101,7 +105,7 @@ func Open(path string, opts Options) (*Store, error) {
 	if err := checkFile(path, opts.ReadOnly); err != nil {
 		return nil, err
 	}
-	db, err := bolt.Open(path, fileMode, &bolt.Options{Timeout: opts.Timeout, ReadOnly: opts.ReadOnly, PageSize: newFilePageSize})
+	db, err := bolt.Open(path, fileMode, &bolt.Options{Timeout: opts.Timeout, ReadOnly: opts.ReadOnly, PageSize: cmp.Or(opts.PageSize, newFilePageSize)})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("open %s: lock not acquired within %v: %w: %w", path, opts.Timeout, ErrInUse, err)
 	}
