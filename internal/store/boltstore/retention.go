@@ -99,7 +99,7 @@ func (s *Store) DropPrefix(ctx context.Context, through uint64) error {
 				return err
 			}
 			last := through
-			if k, _ := lb.Cursor().First(); k != nil && len(k) == 8 {
+			if k, _ := lb.Cursor().First(); len(k) == 8 {
 				last = min(through, binary.BigEndian.Uint64(k)-1)
 			}
 			return m.Put(archivedThroughKey, binary.BigEndian.AppendUint64(nil, max(last, archivedThrough(tx))))
