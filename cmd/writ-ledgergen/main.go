@@ -18,6 +18,7 @@
 // Usage:
 //
 //	go run ./cmd/writ-ledgergen -records 1000000 -out DIR
+//	go run ./cmd/writ-ledgergen -measure DIR   # open time, proofs, lookups
 package main
 
 import (
@@ -78,9 +79,13 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.BoolVar(&o.noSign, "no-checkpoint", false, "do not sign a checkpoint at the end")
 	fs.BoolVar(&o.noSummary, "no-summary", false, "do not print the per-bucket sizes")
 	fs.IntVar(&o.pageSize, "page-size", 0, "bbolt page size of the new file (0: the store's default, 16384)")
+	measureDir := fs.String("measure", "", "instead of generating, time opening, proofs and lookups on this existing data directory")
 	fs.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of the appends to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *measureDir != "" {
+		return measure(ctx, *measureDir, stdout)
 	}
 	if o.out == "" || o.records < 0 || o.workers < 1 {
 		return errors.New("-out DIR is required; -records and -workers must be positive")
