@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -79,5 +80,13 @@ func measure(ctx context.Context, dir string, w io.Writer) error {
 		}
 	}
 	fmt.Fprintf(w, "newest 100 records of one workload (index): %s each\n", (time.Since(t0) / 10).Round(time.Microsecond))
-	return nil
+	if err := store.Close(); err != nil {
+		return err
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "%s: %d bytes, %.0f bytes per record\n", filepath.Base(path), fi.Size(), float64(fi.Size())/float64(size))
+	return printBuckets(w, path, int(size))
 }
