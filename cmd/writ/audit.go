@@ -65,7 +65,11 @@ func auditVerifyCmd() *cobra.Command {
 			var cps []audit.SignedCheckpoint
 			if cpDir != "" {
 				var err error
-				if cps, err = readCheckpointFile(filepath.Join(cpDir, checkpoint.CheckpointsFile)); err != nil {
+				path := filepath.Join(cpDir, checkpoint.CheckpointsFile)
+				if _, err := os.Stat(path); err != nil {
+					return fmt.Errorf("--checkpoints: %w", err)
+				}
+				if cps, err = readCheckpointFile(path); err != nil {
 					return fmt.Errorf("%w: %w", errVerify, err)
 				}
 			}

@@ -382,17 +382,28 @@ func TestAuditVerify_SmallAndDamaged(t *testing.T) {
 			b.checkpointNow(t, s, true)
 		}
 		_ = s.Close()
+		// An empty ledger has no checkpoint: nothing to witness yet.
+		cpFlags := []string{"--key", b.keyFile}
+		if n > 0 {
+			cpFlags = append(cpFlags, "--checkpoints", b.witnessDir)
+		}
 		var out bytes.Buffer
-		err := run(context.Background(), []string{"audit", "verify", "--data-dir", b.dir, "--key", b.keyFile, "--checkpoints", b.witnessDir}, &out, &out)
+		err := run(context.Background(), append([]string{"audit", "verify", "--data-dir", b.dir}, cpFlags...), &out, &out)
 		if err != nil || !strings.Contains(out.String(), fmt.Sprintf("ledger ok: %d records", n)) {
 			t.Errorf("%d records: audit verify = %v, output %q", n, err, out.String())
 		}
 		export := writeExport(t, b.dir)
 		out.Reset()
-		err = run(context.Background(), []string{"audit", "verify", "--export", export, "--key", b.keyFile, "--checkpoints", b.witnessDir}, &out, &out)
+		err = run(context.Background(), append([]string{"audit", "verify", "--export", export}, cpFlags...), &out, &out)
 		if err != nil || !strings.Contains(out.String(), fmt.Sprintf("ledger ok: %d records", n)) {
 			t.Errorf("%d records, export: audit verify = %v, output %q", n, err, out.String())
 		}
+	}
+
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"audit", "verify", "--data-dir", t.TempDir(), "--key", newBroker(t).keyFile, "--checkpoints", t.TempDir()}, &out, &out)
+	if err == nil || !strings.Contains(err.Error(), "checkpoints.log") {
+		t.Errorf("--checkpoints DIR without checkpoints.log = %v, want it named", err)
 	}
 
 	b := newBroker(t)
@@ -410,7 +421,7 @@ func TestAuditVerify_SmallAndDamaged(t *testing.T) {
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var out bytes.Buffer
+	out.Reset()
 	err = run(context.Background(), []string{"audit", "verify", "--data-dir", b.dir}, &out, &out)
 	if err == nil || exitCode(err) != exitError {
 		t.Errorf("audit verify of a damaged file = %v (exit %d), want a reported error", err, exitCode(err))

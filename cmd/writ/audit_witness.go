@@ -87,13 +87,13 @@ func (w *witness) run(ctx context.Context, keyFile string) error {
 	}
 	switch {
 	case !ok:
-		fmt.Fprintf(w.out, "first checkpoint: size %d, root %s\n", next.Size, hashString(next.Hash))
+		fmt.Fprintf(w.out, "first checkpoint: size %d, root %s\n", next.Size, next.Hash.String())
 	case next.Size < prev.Size:
 		return refuse("the log shrank (truncated, or restored from an older copy)")
 	case next.Size == prev.Size && next.Hash != prev.Hash:
 		return refuse("same size, different root (the log was rewritten)")
 	case next.Size == prev.Size:
-		fmt.Fprintf(w.out, "no new records: size %d, root %s (already witnessed)\n", next.Size, hashString(next.Hash))
+		fmt.Fprintf(w.out, "no new records: size %d, root %s (already witnessed)\n", next.Size, next.Hash.String())
 		return nil
 	default:
 		body, err := w.get(ctx, fmt.Sprintf("%s?old=%d&new=%d", checkpoint.PathConsistency, prev.Size, next.Size))
@@ -107,7 +107,7 @@ func (w *witness) run(ctx context.Context, keyFile string) error {
 		if err := tlog.CheckTree(proof, next.Size, next.Hash, prev.Size, prev.Hash); err != nil {
 			return refuse("the consistency proof fails (%v): records up to size %d were changed", err, prev.Size)
 		}
-		fmt.Fprintf(w.out, "consistent: size %d extends witnessed size %d; root %s\n", next.Size, prev.Size, hashString(next.Hash))
+		fmt.Fprintf(w.out, "consistent: size %d extends witnessed size %d; root %s\n", next.Size, prev.Size, next.Hash.String())
 	}
 	return appendSync(logPath, signed)
 }
@@ -206,6 +206,3 @@ func appendSync(path string, b []byte) error {
 	}
 	return errors.Join(err, f.Close())
 }
-
-func hashString(h tlog.Hash) string { return h.String() }
-

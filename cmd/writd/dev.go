@@ -111,8 +111,13 @@ Try, in another terminal:
   go run ./cmd/writ reviews show BREAKGLASS_ID --profile carol
   go run ./cmd/writ review BREAKGLASS_ID --outcome justified --notes "confirmed INC-1" --profile carol
 
-  # after Ctrl-C: check the ledger's hash chain offline
+  # a witness outside the broker keeps its signed ledger checkpoints and refuses a log that was
+  # rolled back or rewritten (run it again later: it checks a consistency proof)
+  go run ./cmd/writ audit witness --broker http://{{.HTTP}} --state {{.Dir}}-witness
+
+  # after Ctrl-C: check the ledger offline (records, hash chain, Merkle tree), then against the witness
   go run ./cmd/writ audit verify --data-dir {{.Dir}}
+  go run ./cmd/writ audit verify --data-dir {{.Dir}} --key {{.Dir}}-witness/ledger.pub --checkpoints {{.Dir}}-witness
 
 `))
 
@@ -233,6 +238,8 @@ func prepareDev(dir string, now func() time.Time) (daemon.Config, error) {
 	cfg.DataDir = dir
 	cfg.Admin.Operators = []string{"spiffe://" + devTrustDomain + "/operator"}
 	cfg.Log = daemon.LogConfig{Level: "info", Format: "text"}
+	// Checkpoints every 2s, so that writ audit witness has one at once.
+	cfg.Ledger = daemon.LedgerConfig{Origin: devTrustDomain + "/writ-ledger", Checkpoint: daemon.LedgerCheckpointConfig{Every: 2 * time.Second}}
 	return cfg, nil
 }
 

@@ -125,9 +125,9 @@ func TestSplitNotes(t *testing.T) {
 		t.Errorf("SplitNotes(empty) = %v, %v", notes, err)
 	}
 	for _, tc := range []struct{ data, wantLine string }{
-		{"a\n1\nh\n\n", "line 5"},           // no signature
+		{"a\n1\nh\n\n", "line 5"},            // no signature
 		{"a\n1\nh\n\nnot a sig\n", "line 5"}, // text where a signature belongs
-		{"\na\n", "line 1"},                 // blank line first
+		{"\na\n", "line 1"},                  // blank line first
 		{"a\n1\nh\n\n\u2014 a sig\n\n", "line 6"},
 		{"a\n1", "line 2"}, // no final newline
 	} {

@@ -1,8 +1,11 @@
 // Package audit is Writ's tamper-evident ledger: an append-only sequence of
 // entries, each linked to its predecessor by a SHA-256 hash, so that
 // altering, removing or reordering a stored record breaks the chain where it
-// happened. It imports only the standard library; where the ledger lives is a
-// Store's business (internal/store/boltstore, later etcd).
+// happened, and a Merkle tree over the stored records whose signed
+// checkpoints make truncation and rewrites detectable once a checkpoint has
+// left the machine (docs/ledger.md). It imports only the standard library
+// and golang.org/x/mod's tlog and note; where the ledger lives is a Store's
+// business (internal/store/boltstore, later etcd).
 //
 // The ledger is not a log stream. The broker decides what is audited and
 // calls Log.Append; operators run Verify (writ audit verify).
@@ -56,18 +59,31 @@
 // also rewriting every later record. On failure it returns a *ChainError
 // naming the first bad sequence number; it wraps ErrTampered.
 //
-// Verify cannot detect, on its own:
+// Verify cannot detect, on its own: truncation (removing the last k records
+// leaves a valid, shorter chain), a rewritten tail (there is no key in the
+// chain, so whoever can write the store can rewrite any suffix and recompute
+// the hashes), or a wholesale replacement by another valid chain. Signed
+// checkpoints fix that.
 //
-//   - truncation: removing the last k records leaves a valid, shorter chain;
-//   - a rewritten tail: whoever can write the store can rewrite the last
-//     record, or any suffix, and recompute the hashes, since there is no key
-//     or secret in the chain;
-//   - a wholesale replacement of the ledger by another valid chain.
+// # Tree and checkpoints
 //
-// These need external checkpoints: periodically record (Records, Head) from
-// Log.Head or Verify somewhere the ledger's host cannot rewrite (another
-// system's log, a ticket, a signed note) and check later that the ledger
-// still holds that record with that hash.
+// The records are also the leaves of an RFC 6962 Merkle tree, computed with
+// golang.org/x/mod/sumdb/tlog: record seq N is leaf N-1 with leaf hash
+// LeafHash(raw) = tlog.RecordHash(raw), raw being the stored bytes (Encode's
+// output). A Store that implements TreeReader keeps tlog's stored hashes
+// beside the records, written in the same transaction; TreeHash,
+// InclusionProof and ConsistencyProof read them.
+//
+// A Checkpoint (origin, tree size, root hash; the C2SP tlog-checkpoint text)
+// is signed as a note (golang.org/x/mod/sumdb/note) with the ledger's own
+// Ed25519 key (SignCheckpoint, OpenCheckpoint). Once a checkpoint has left the
+// broker's machine (a witness keeps it), VerifyLog, given the records, the
+// verifier key and the checkpoints, recomputes the tree from the records and
+// requires it to match every checkpoint at its size: a truncated ledger
+// fails ("missing: checkpoint covers N records"), and so does a rewritten one
+// even with every hash recomputed, since its tree no longer has the
+// witnessed root. A witness checks that each new checkpoint extends the
+// previous one with a consistency proof (tlog.CheckTree).
 //
 // Entries never contain secrets: Event has no secret field, and
 // CredentialRef holds an identifier (JWT ID, token accessor, lease ID).

@@ -113,12 +113,16 @@ func TreeSizeFromHashCount(count int64) (n int64, ok bool) {
 
 // treeBuilder recomputes a tree from its records in memory, keeping only the
 // hashes that later records and tree hashes can need (the roots of the
-// complete subtrees on the tree's right edge, at most 64), so that memory
-// stays constant however long the ledger. The maths is tlog's.
+// complete subtrees on the tree's right edge, at most 63) plus, between
+// prunings, at most maxKept others, so that memory stays constant however
+// long the ledger. The maths is tlog's.
 type treeBuilder struct {
 	n      int64
 	hashes map[int64]tlog.Hash
 }
+
+// maxKept is how many hashes a treeBuilder keeps before it prunes.
+const maxKept = 512
 
 func newTreeBuilder() *treeBuilder { return &treeBuilder{hashes: map[int64]tlog.Hash{}} }
 
@@ -146,10 +150,12 @@ func (b *treeBuilder) add(raw []byte) error {
 		b.hashes[first+int64(i)] = h
 	}
 	b.n++
-	keep := frontier(b.n)
-	for x := range b.hashes {
-		if !keep[x] {
-			delete(b.hashes, x)
+	if len(b.hashes) > maxKept {
+		keep := frontier(b.n)
+		for x := range b.hashes {
+			if !keep[x] {
+				delete(b.hashes, x)
+			}
 		}
 	}
 	return nil

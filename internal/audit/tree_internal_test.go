@@ -20,7 +20,7 @@ func TestTreeBuilder(t *testing.T) {
 		return out, nil
 	})
 	b := newTreeBuilder()
-	for n := range int64(600) {
+	for n := range int64(3000) {
 		raw := fmt.Appendf(nil, "record %d", n)
 		hs, err := tlog.StoredHashes(n, raw, full)
 		if err != nil {
@@ -38,7 +38,7 @@ func TestTreeBuilder(t *testing.T) {
 		if got != want {
 			t.Fatalf("root() at size %d = %v, tlog says %v", n+1, got, want)
 		}
-		if len(b.hashes) > 64 {
+		if len(b.hashes) > maxKept+64 {
 			t.Fatalf("builder keeps %d hashes at size %d", len(b.hashes), n+1)
 		}
 	}

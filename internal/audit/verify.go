@@ -44,8 +44,8 @@ func (e *ChainError) Unwrap() error { return ErrTampered }
 // At the first failure it returns a *ChainError wrapping ErrTampered, along
 // with a Summary of the records before it. Any other error (from s or ctx)
 // is returned wrapped. Verify cannot detect records removed from, or
-// rewritten at, the end of the ledger: compare Summary.Head with a
-// checkpoint kept elsewhere for that.
+// rewritten at, the end of the ledger: VerifyLog, with signed checkpoints
+// kept elsewhere, does.
 func Verify(ctx context.Context, s Scanner) (Summary, error) {
 	var (
 		sum  Summary

@@ -3,6 +3,7 @@ package boltstore_test
 import (
 	"encoding/binary"
 	"errors"
+	"strings"
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
@@ -217,5 +218,35 @@ func TestStore_TreeOutOfStep(t *testing.T) {
 	_, err = newLog(t, s).Append(t.Context(), grant(99))
 	if !errors.Is(err, audit.ErrTampered) {
 		t.Fatalf("Append() over a tree ahead of the ledger err = %v, want ErrTampered", err)
+	}
+}
+
+// Building the tree of an older data dir stops at a missing record: the
+// writable Open fails, naming it, rather than build a tree over a gap.
+func TestStore_TreeMigrationRefusesGap(t *testing.T) {
+	t.Parallel()
+	path := dbPath(t)
+	s, err := boltstore.Open(path, boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, s, 6)
+	mustClose(t, s)
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		if err := tx.DeleteBucket([]byte("ledger_tree")); err != nil {
+			return err
+		}
+		return tx.Bucket([]byte("ledger")).Delete(binary.BigEndian.AppendUint64(nil, 3))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	_ = db.Close()
+	_, err = boltstore.Open(path, boltstore.Options{})
+	if !errors.Is(err, audit.ErrTampered) || !strings.Contains(err.Error(), "record 3 is missing") {
+		t.Fatalf("Open() over a ledger with a gap = %v, want ErrTampered naming record 3", err)
 	}
 }
