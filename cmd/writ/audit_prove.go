@@ -15,7 +15,7 @@ import (
 
 func auditProveCmd() *cobra.Command {
 	var (
-		f                    adminFlags
+		f                    auditFlags
 		grant, keyFile, outp string
 		seq                  uint64
 	)

@@ -60,18 +60,66 @@ func (f *timeFilter) proto() *timestamppb.Timestamp {
 	return timestamppb.New(f.t)
 }
 
-// streamFlags registers adminFlags on a streaming command, whose --timeout
+// auditFlags are how the ledger commands reach the admin API: as a person
+// (adminFlags: the profile's ID token, over TLS to the admin listener), or
+// as an operator workload with --svid-dir (mutual TLS with its SVID to the
+// gRPC listener, --broker), like writ entitlements.
+type auditFlags struct {
+	adminFlags
+	svidDir, broker string
+}
+
+func (f *auditFlags) register(cmd *cobra.Command) {
+	f.adminFlags.register(cmd)
+	fl := cmd.Flags()
+	fl.StringVar(&f.svidDir, "svid-dir", "", "call as an operator workload with the SVID in this directory (svid.pem, svid_key.pem, bundle.pem) instead of as a person")
+	fl.StringVar(&f.broker, "broker", envOr("WRIT_BROKER", "127.0.0.1:8443"), "with --svid-dir: the broker's gRPC address (env WRIT_BROKER)")
+}
+
+// streamFlags registers auditFlags on a streaming command, whose --timeout
 // defaults to no limit.
-func (f *adminFlags) streamFlags(cmd *cobra.Command) {
+func (f *auditFlags) streamFlags(cmd *cobra.Command) {
 	f.register(cmd)
 	t := cmd.Flags().Lookup("timeout")
 	t.Usage, t.DefValue = "give up after this long (default: no limit)", "0s"
 }
 
-// streamCall is adminFlags.call for streaming commands: no deadline unless
-// --timeout is given, since an export or a snapshot takes as long as the
-// ledger is big.
-func (f *adminFlags) streamCall(cmd *cobra.Command, fn func(ctx context.Context, c adminv1.AdminServiceClient) error) error {
+// dial connects as an operator (--svid-dir) or as the logged-in person.
+func (f *auditFlags) dial(ctx context.Context) (adminv1.AdminServiceClient, func(), error) {
+	if f.svidDir == "" {
+		return f.adminFlags.dial(ctx)
+	}
+	p, err := f.resolve()
+	if err != nil {
+		return nil, nil, err
+	}
+	cf := connFlags{broker: f.broker, brokerID: p.BrokerID, svidDir: f.svidDir}
+	cc, done, err := cf.dial(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return adminv1.NewAdminServiceClient(cc), done, nil
+}
+
+// call checks --output and runs fn with a deadline of --timeout.
+func (f *auditFlags) call(cmd *cobra.Command, output string, fn func(ctx context.Context, c adminv1.AdminServiceClient) error) error {
+	if err := checkOutput(output); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
+	defer cancel()
+	c, done, err := f.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	return fn(ctx, c)
+}
+
+// streamCall is call for streaming commands: no deadline unless --timeout
+// is given, since an export or a snapshot takes as long as the ledger is
+// big.
+func (f *auditFlags) streamCall(cmd *cobra.Command, fn func(ctx context.Context, c adminv1.AdminServiceClient) error) error {
 	ctx := cmd.Context()
 	if cmd.Flags().Changed("timeout") {
 		var cancel context.CancelFunc
@@ -188,7 +236,7 @@ func (rw *recordWriter) flush() error {
 
 func auditExportCmd() *cobra.Command {
 	var (
-		f              adminFlags
+		f              auditFlags
 		dir, format    string
 		out            string
 		kinds          []string
@@ -295,7 +343,7 @@ func exportOffline(ctx context.Context, dir string, q audit.Query, rw *recordWri
 
 func auditSearchCmd() *cobra.Command {
 	var (
-		f                                 adminFlags
+		f                                 auditFlags
 		output, identity, ent, grant, ref string
 		pageToken                         string
 		actions                           []string
@@ -377,7 +425,7 @@ func dash(s string) string {
 
 func auditSnapshotCmd() *cobra.Command {
 	var (
-		f   adminFlags
+		f   auditFlags
 		out string
 	)
 	cmd := &cobra.Command{

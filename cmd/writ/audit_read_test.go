@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"golang.org/x/mod/sumdb/note"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -49,6 +51,9 @@ type auditBroker struct {
 	store  *boltstore.Store
 	ledger *audit.Log
 	flags  []string // --admin, --broker-id, --bundle
+	// operatorDir holds an operator's SVID; grpcAddr is the workload
+	// listener it calls.
+	operatorDir, grpcAddr string
 }
 
 // startAuditBroker starts a broker whose ledger holds n records about a
@@ -87,8 +92,10 @@ func startAuditBroker(t *testing.T, n int) *auditBroker {
 			t.Fatal(err)
 		}
 	}
+	operatorID := spiffeid.RequireFromPath(agentTD, "/ops")
 	srv, err := broker.New(broker.Config{Policy: pol, Ledger: ledger, Records: store, Logger: slog.New(slog.DiscardHandler),
-		Issuers: map[approval.CredentialKind]broker.Issuer{approval.KindJWT: &countingIssuer{}},
+		Operators: []spiffeid.ID{operatorID},
+		Issuers:   map[approval.CredentialKind]broker.Issuer{approval.KindJWT: &countingIssuer{}},
 		People: auditPeople{
 			"audra": {Principal: "oidc:https://idp#audra", Groups: []string{"auditors"}},
 			"eve":   {Principal: "oidc:https://idp#eve", Groups: []string{"sales"}},
@@ -113,12 +120,31 @@ func startAuditBroker(t *testing.T, n int) *auditBroker {
 		t.Fatal(err)
 	}
 	go func() { _ = as.Serve(lis) }()
+	// The workload listener, where operators call with their SVIDs.
+	gs := grpc.NewServer(grpc.Creds(spiffe.ServerCredentials(src, tlsconfig.AuthorizeMemberOf(agentTD))),
+		grpc.ChainUnaryInterceptor(srv.UnaryInterceptor()), grpc.ChainStreamInterceptor(srv.StreamInterceptor()))
+	srv.Register(gs)
+	glis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = gs.Serve(glis) }()
+	opSVID, err := ca.Issue(operatorID, devca.IssueOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opFiles, err := devca.WriteSVID(filepath.Join(dir, "ops"), opSVID, ca.Bundle())
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		as.Stop()
+		gs.Stop()
 		_ = store.Close()
 	})
 	return &auditBroker{store: store, ledger: ledger,
-		flags: []string{"--admin", lis.Addr().String(), "--broker-id", agentBrokerID.String(), "--bundle", files.Bundle}}
+		flags:       []string{"--admin", lis.Addr().String(), "--broker-id", agentBrokerID.String(), "--bundle", files.Bundle},
+		operatorDir: filepath.Dir(opFiles.Cert), grpcAddr: glis.Addr().String()}
 }
 
 // stored returns the stored records' bytes in order.
@@ -371,6 +397,20 @@ func TestAuditReadCommands(t *testing.T) {
 		}
 		if _, err := b.writ(t, "audra", "audit", "prove", "--seq", "2", "--key", keyFile); !errors.Is(err, errVerify) {
 			t.Errorf("prove with another key = %v, want a verification failure", err)
+		}
+	})
+
+	t.Run("operator with an SVID", func(t *testing.T) {
+		out, err := b.writ(t, "", "audit", "export", "--svid-dir", b.operatorDir, "--broker", b.grpcAddr)
+		if err != nil || out != want.String() {
+			t.Errorf("export as operator = %v, %d bytes; want the stored records", err, len(out))
+		}
+		out, err = b.writ(t, "", "audit", "search", "--svid-dir", b.operatorDir, "--broker", b.grpcAddr, "--limit", "1", "-o", "json")
+		if err != nil || !strings.Contains(out, `"seq": 300`) {
+			t.Errorf("search as operator = %v:\n%s", err, out)
+		}
+		if _, err := b.writ(t, "", "audit", "search", "--svid-dir", b.operatorDir+"-none", "--broker", b.grpcAddr); err == nil {
+			t.Error("search with a missing SVID dir succeeded")
 		}
 	})
 
