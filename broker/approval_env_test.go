@@ -99,6 +99,7 @@ var people = map[string]broker.Person{
 	"sam":     {Principal: "oidc:https://idp.test#sam", Groups: []string{"sre", "security"}},
 	"nobody":  {Principal: "oidc:https://idp.test#nobody"},
 	"audrey":  {Principal: "oidc:https://idp.test#audrey", Groups: []string{"auditors"}},
+	"audra":   {Principal: "oidc:https://idp.test#audra", Groups: []string{"auditors"}},
 }
 
 // tokenPeople is a PersonVerifier for tests; OIDC itself is tested in
@@ -182,6 +183,8 @@ type apprOptions struct {
 	limitNow func() time.Time
 	// wrapCommit, if set, wraps the store's Committer (to inject failures).
 	wrapCommit func(txn.Committer) txn.Committer
+	// auditorGroups: nil means the default.
+	auditorGroups []string
 }
 
 func newApprEnv(t *testing.T, o apprOptions) *apprEnv {
@@ -251,7 +254,7 @@ func newApprEnv(t *testing.T, o apprOptions) *apprEnv {
 		Policy: pol, Issuers: issuers, Ledger: ledger, Approvals: svc, Revoker: e.revoker, Commit: e.commit(store),
 		DenyListKinds: []approval.CredentialKind{approval.KindJWT},
 		People:        tokenPeople{}, Notifier: notifier, Now: e.clock.Now, Metrics: o.metrics, Grants: store,
-		Operators: []spiffeid.ID{operator}, AuditorGroups: []string{"auditors"},
+		Records: store, Operators: []spiffeid.ID{operator}, AuditorGroups: o.auditorGroups,
 		Limits: limits, LimitNow: o.limitNow,
 		Logger: slog.New(slog.DiscardHandler),
 	})

@@ -57,6 +57,7 @@ var (
 	staff        = Rule{Operators: true, People: true} // operators and anyone signed in
 	anyPerson    = Rule{People: true}
 	publicMethod = Rule{Public: true}
+	auditors     = Rule{Operators: true, Auditors: true}
 )
 
 // rules is the authorization table: every RPC any listener serves and who
@@ -93,6 +94,12 @@ var rules = map[string]Rule{
 	adminv1.AdminService_ListBreakGlass_FullMethodName:   {Operators: true, People: true, Auditors: true},
 	adminv1.AdminService_GetBreakGlass_FullMethodName:    {Operators: true, People: true, Auditors: true},
 	adminv1.AdminService_ReviewBreakGlass_FullMethodName: anyPerson,
+
+	// The ledger: operators and the auditor groups.
+	adminv1.AdminService_ExportLedger_FullMethodName: auditors,
+	adminv1.AdminService_SearchLedger_FullMethodName: auditors,
+	adminv1.AdminService_Snapshot_FullMethodName:     auditors,
+	adminv1.AdminService_ProveRecord_FullMethodName:  auditors,
 
 	// Health checks and reflection carry no secrets.
 	healthCheck:       publicMethod,

@@ -26,11 +26,6 @@ const (
 	ActionBreakGlassOverdue       = "break_glass_overdue"
 )
 
-// LedgerSearcher finds ledger entries, for the evidence shown to reviewers.
-type LedgerSearcher interface {
-	Search(ctx context.Context, match func(audit.Entry) bool, limit int) ([]audit.Entry, error)
-}
-
 // BreakGlass takes break-glass access for the calling workload.
 func (s *Server) BreakGlass(ctx context.Context, req *brokerv1.BreakGlassRequest) (*brokerv1.BreakGlassResponse, error) {
 	id, ok := workloadFrom(ctx)
@@ -197,16 +192,8 @@ func (s *Server) GetBreakGlass(ctx context.Context, req *adminv1.GetBreakGlassRe
 		return nil, s.toStatus(ctx, err)
 	}
 	resp := &adminv1.GetBreakGlassResponse{Record: s.bgToProto(bg)}
-	if ls, ok := s.ledger.(LedgerSearcher); ok {
-		entries, err := ls.Search(ctx, func(e audit.Entry) bool {
-			return e.Details["break_glass_id"] == bg.ID || (bg.GrantID != "" && e.GrantID == bg.GrantID)
-		}, 200)
-		if err != nil {
-			return nil, s.toStatus(ctx, err)
-		}
-		for _, e := range entries {
-			resp.Ledger = append(resp.Ledger, &adminv1.LedgerEvent{Seq: e.Seq, Time: ts(e.Time), Action: e.Action, Outcome: e.Outcome, Actor: e.Actor, Reason: e.Reason})
-		}
+	if resp.Ledger, err = s.ledgerEvidence(ctx, bg.ID, bg.GrantID, 200); err != nil {
+		return nil, s.toStatus(ctx, err)
 	}
 	return resp, nil
 }

@@ -34,6 +34,12 @@ var (
 	errNotPermitted = errors.New("caller is not permitted")
 	// errLimit marks a call refused by a rate limit or cap (see Limits).
 	errLimit = errors.New("limit exceeded")
+	// errNoLedgerReads marks a ledger read on a broker without a LedgerReader.
+	errNoLedgerReads = errors.New("ledger reads are not configured on this broker")
+	// errNoRecord marks a ledger record that does not exist.
+	errNoRecord = errors.New("no such ledger record")
+	// errNotCovered marks a record no signed checkpoint covers yet.
+	errNotCovered = errors.New("not covered by a checkpoint yet")
 	// errNoApprovals marks an approval RPC on a broker without approvals.
 	errNoApprovals = errors.New("approvals are not configured on this broker")
 )
@@ -48,7 +54,8 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return status.FromContextError(err).Err()
 	case errors.Is(err, approval.ErrUnknownEntitlement),
-		errors.Is(err, approval.ErrNotFound):
+		errors.Is(err, approval.ErrNotFound),
+		errors.Is(err, errNoRecord):
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, approval.ErrNotEligible),
 		errors.Is(err, approval.ErrConditionFalse),
@@ -68,7 +75,9 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 		errors.Is(err, approval.ErrReviewOverdue),
 		errors.Is(err, approval.ErrResolved),
 		errors.Is(err, approval.ErrConflict),
-		errors.Is(err, errNoApprovals):
+		errors.Is(err, errNoApprovals),
+		errors.Is(err, errNoLedgerReads),
+		errors.Is(err, errNotCovered):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, approval.ErrTTLTooLong),
 		errors.Is(err, approval.ErrInvalid),

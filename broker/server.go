@@ -103,7 +103,9 @@ type Config struct {
 	// spiffeid.MatchOneOf.
 	Operators []spiffeid.ID
 	// AuditorGroups are people's groups that may see every request and
-	// break-glass use (people otherwise see only what concerns them).
+	// break-glass use (people otherwise see only what concerns them) and
+	// read the ledger (export, search, snapshot, proofs); empty means
+	// DefaultAuditorGroups.
 	AuditorGroups []string
 	// Approvals is required when the policy has an entitlement with
 	// approval mode "approvers".
@@ -139,6 +141,10 @@ type Config struct {
 	// Changes wakes WatchRequest streams; nil uses an in-process Hub that
 	// this broker's own changes signal.
 	Changes RequestChanges
+	// Records reads the stored ledger for auditors (ExportLedger,
+	// SearchLedger, Snapshot, ProveRecord) and for the evidence GetBreakGlass
+	// shows; nil disables them.
+	Records LedgerReader
 	// Metrics, if set, receives grant and ledger measurements.
 	Metrics *Metrics
 	// Logger defaults to discarding.
@@ -176,6 +182,7 @@ type Server struct {
 	limits        *limiters
 	watchPoll     time.Duration
 	rejected      *rejectLog
+	records       LedgerReader
 	metrics       *Metrics
 	log           *slog.Logger
 	now           func() time.Time
@@ -224,6 +231,7 @@ func New(cfg Config) (*Server, error) {
 		auditorGroups: slices.Clone(cfg.AuditorGroups),
 		limitCfg:      cfg.Limits,
 		watchPoll:     cfg.Limits.WatchPoll,
+		records:       cfg.Records,
 		metrics:       cfg.Metrics,
 		log:           cfg.Logger,
 		now:           cfg.Now,
@@ -232,6 +240,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	for _, k := range cfg.DenyListKinds {
 		s.denyListed[k] = true
+	}
+	if len(s.auditorGroups) == 0 {
+		s.auditorGroups = DefaultAuditorGroups
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

@@ -25,12 +25,13 @@ var errVerify = errors.New("ledger verification failed")
 
 func auditCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "audit", Short: "Work with the ledger"}
-	cmd.AddCommand(auditVerifyCmd(), auditWitnessCmd())
+	cmd.AddCommand(auditVerifyCmd(), auditWitnessCmd(), auditExportCmd(), auditSearchCmd(), auditSnapshotCmd(), auditProveCmd())
 	return cmd
 }
 
 func auditVerifyCmd() *cobra.Command {
 	var dir, export, keyFile, cpDir, output string
+	var archives []string
 	cmd := &cobra.Command{
 		Use:   "verify (--data-dir DIR | --export FILE) [--key FILE] [--checkpoints DIR]",
 		Short: "Check the ledger offline: records, hash chain, Merkle tree and signed checkpoints",
@@ -78,7 +79,7 @@ func auditVerifyCmd() *cobra.Command {
 				line func() int
 			)
 			if dir != "" {
-				sum, verr = verifyDataDir(cmd.Context(), filepath.Join(dir, "writ.db"), verifier, cps)
+				sum, verr = verifyDataDir(cmd.Context(), filepath.Join(dir, "writ.db"), verifier, cps, archives)
 			} else {
 				f, err := os.Open(export)
 				if err != nil {
@@ -96,6 +97,7 @@ func auditVerifyCmd() *cobra.Command {
 	cmd.Flags().StringVar(&export, "export", "", "an export file: one stored record per line")
 	cmd.Flags().StringVar(&keyFile, "key", "", "file holding the ledger's verifier key (GET /.well-known/writ-ledger/key)")
 	cmd.Flags().StringVar(&cpDir, "checkpoints", "", "a witness's directory holding checkpoints.log")
+	cmd.Flags().StringSliceVar(&archives, "archive", nil, "with --data-dir: the archives of records removed by writ admin archive, oldest first")
 	outputFlag(cmd, &output)
 	return cmd
 }
@@ -104,13 +106,13 @@ func auditVerifyCmd() *cobra.Command {
 // the checkpoints stored beside it (when there is a verifier) and cps. A
 // damaged file is reported, never a panic: bbolt panics on some corrupt
 // pages, and that is turned into an error here.
-func verifyDataDir(ctx context.Context, path string, verifier note.Verifier, cps []audit.SignedCheckpoint) (sum audit.LogSummary, err error) {
+func verifyDataDir(ctx context.Context, path string, verifier note.Verifier, cps []audit.SignedCheckpoint, archives []string) (sum audit.LogSummary, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("%s is damaged (bbolt: %v): %w", path, r, audit.ErrTampered)
 		}
 	}()
-	store, err := boltstore.Open(path, boltstore.Options{ReadOnly: true})
+	store, err := boltstore.Open(path, boltstore.Options{ReadOnly: true, Check: true})
 	if err != nil {
 		return sum, err
 	}
@@ -124,7 +126,12 @@ func verifyDataDir(ctx context.Context, path string, verifier note.Verifier, cps
 			return sum, err
 		}
 	}
-	return audit.VerifyLog(ctx, store, verifier, cps)
+	scanner, done, err := withArchives(ctx, store, archives)
+	if err != nil {
+		return sum, err
+	}
+	defer done()
+	return audit.VerifyLog(ctx, scanner, verifier, cps)
 }
 
 func reportVerify(out io.Writer, output string, sum audit.LogSummary, verr error, line func() int, haveKey bool) error {

@@ -116,9 +116,10 @@ type AdminConfig struct {
 	// Operators are SPIFFE IDs allowed to call the admin API over mTLS;
 	// they see every request and break-glass use.
 	Operators []string `yaml:"operators"`
-	// AuditorGroups are people's groups that see every request and
-	// break-glass use; other people see only those they asked for, benefit
-	// from or may review.
+	// AuditorGroups are the people's groups (from their ID tokens) that see
+	// every request and break-glass use and may export, search, snapshot
+	// and prove the ledger, besides operators. Default [auditors]. Other
+	// people see only what they asked for, benefit from or may review.
 	AuditorGroups []string `yaml:"auditor_groups"`
 	// Listen is the TLS address where people call the admin API with OIDC
 	// ID tokens; the broker presents its SVID. Empty disables it.

@@ -272,6 +272,7 @@ func (d *Daemon) buildBroker(ctx context.Context, c *components) error {
 		DenyListKinds: []approval.CredentialKind{approval.KindJWT, approval.KindVaultTransitJWT},
 		Notifier:      c.notifier,
 		Grants:        c.store,
+		Records:       c.store,
 		Metrics:       broker.NewMetrics(c.reg, func(name string) bool { _, ok := pol.Entitlements[name]; return ok }),
 		Logger:        d.log,
 	})

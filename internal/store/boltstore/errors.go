@@ -27,3 +27,13 @@ var ErrCorruptRecord = errors.New("corrupt or unreadable record")
 // rather than continue on a file handle whose unsynced pages the kernel may
 // have dropped. Reopen clears it.
 var ErrFailed = errors.New("store failed a write and is closed until reopened")
+
+// ErrDamaged is returned by a read of a database file that is not a
+// consistent bbolt file: truncated, overwritten, or copied with cp while a
+// broker was writing it. bbolt itself would panic or fault on such a file;
+// the store reports it instead. Take copies with writ audit snapshot.
+var ErrDamaged = errors.New("database file is damaged")
+
+// ErrNotCovered is returned by DropPrefix for records no signed checkpoint
+// covers yet, or that include the ledger's head.
+var ErrNotCovered = errors.New("records not covered by a checkpoint")

@@ -3,6 +3,7 @@ package boltstore
 import (
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -104,7 +105,22 @@ func (s *Store) view(fn func(*bolt.Tx) error) error {
 	if err := s.Err(); err != nil {
 		return err
 	}
-	return s.db.View(fn)
+	return viewDamaged(s.db, fn)
+}
+
+// viewDamaged runs fn in a read transaction of db and turns a panic or a
+// memory fault inside bbolt (which is how it meets a damaged page, or a
+// page past the end of a truncated file) into an error wrapping
+// ErrDamaged, so that readers of a copied or damaged file report it
+// instead of crashing.
+func viewDamaged(db *bolt.DB, fn func(*bolt.Tx) error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%s: %w: %v", db.Path(), ErrDamaged, r)
+		}
+	}()
+	return db.View(fn)
 }
 
 // update runs fn in a write transaction committed at once.

@@ -89,6 +89,9 @@ func (s *Store) appendInTx(tx *bolt.Tx, build func(head audit.Entry, ok bool) (a
 	if err := putTreeHashes(tx, next.Seq, raw); err != nil {
 		return audit.Entry{}, err
 	}
+	if err := indexAppended(tx, next); err != nil {
+		return audit.Entry{}, err
+	}
 	// Index the newest record about each credential, in the same
 	// transaction, so renew and release find it without a scan.
 	if next.GrantID != "" && next.CredentialRef != "" {

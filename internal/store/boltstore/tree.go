@@ -94,7 +94,7 @@ func (r bucketHashReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 // stored tree, in one read transaction.
 func (s *Store) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 	var out []tlog.Hash
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		tb := tx.Bucket(ledgerTreeBucket)
 		if tb == nil {
 			return fmt.Errorf("bucket %s missing", ledgerTreeBucket)
@@ -116,7 +116,7 @@ func (s *Store) TreeSize(ctx context.Context) (int64, error) {
 		return 0, err
 	}
 	var n int64
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		tb := tx.Bucket(ledgerTreeBucket)
 		if tb == nil {
 			return nil // a read-only open of a data dir from before the tree
@@ -179,7 +179,7 @@ func (s *Store) PutCheckpoint(ctx context.Context, size int64, signed []byte) er
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(ledgerCheckpointsBucket)
 		if b == nil {
 			return fmt.Errorf("bucket %s missing", ledgerCheckpointsBucket)
@@ -203,7 +203,7 @@ func (s *Store) LatestCheckpoint(ctx context.Context) (size int64, signed []byte
 	if err := ctx.Err(); err != nil {
 		return 0, nil, false, err
 	}
-	err = s.db.View(func(tx *bolt.Tx) error {
+	err = s.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(ledgerCheckpointsBucket)
 		if b == nil {
 			return nil
@@ -227,7 +227,7 @@ func (s *Store) LatestCheckpoint(ctx context.Context) (size int64, signed []byte
 // Checkpoints calls fn with every stored checkpoint, smallest tree size
 // first. fn runs inside a read transaction and may keep signed.
 func (s *Store) Checkpoints(ctx context.Context, fn func(size int64, signed []byte) error) error {
-	return s.db.View(func(tx *bolt.Tx) error {
+	return s.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(ledgerCheckpointsBucket)
 		if b == nil {
 			return nil

@@ -24,6 +24,586 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ProveRecordRequest names one record: set exactly one field.
+type ProveRecordRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The grant's first record (its grant or break-glass record).
+	GrantId string `protobuf:"bytes,1,opt,name=grant_id,json=grantId,proto3" json:"grant_id,omitempty"`
+	// The record with this sequence number.
+	Seq           uint64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProveRecordRequest) Reset() {
+	*x = ProveRecordRequest{}
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProveRecordRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProveRecordRequest) ProtoMessage() {}
+
+func (x *ProveRecordRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProveRecordRequest.ProtoReflect.Descriptor instead.
+func (*ProveRecordRequest) Descriptor() ([]byte, []int) {
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ProveRecordRequest) GetGrantId() string {
+	if x != nil {
+		return x.GrantId
+	}
+	return ""
+}
+
+func (x *ProveRecordRequest) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+// ProveRecordResponse is a record and the proof that it is in the ledger.
+type ProveRecordResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The record, as stored.
+	Record *LedgerRecord `protobuf:"bytes,1,opt,name=record,proto3" json:"record,omitempty"`
+	// The inclusion proof: hashes from the leaf's sibling up to the root.
+	Proof [][]byte `protobuf:"bytes,2,rep,name=proof,proto3" json:"proof,omitempty"`
+	// The signed checkpoint (a note: origin, size, root hash, signature).
+	Checkpoint []byte `protobuf:"bytes,3,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	// The checkpoint's tree size.
+	TreeSize      int64 `protobuf:"varint,4,opt,name=tree_size,json=treeSize,proto3" json:"tree_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProveRecordResponse) Reset() {
+	*x = ProveRecordResponse{}
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProveRecordResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProveRecordResponse) ProtoMessage() {}
+
+func (x *ProveRecordResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProveRecordResponse.ProtoReflect.Descriptor instead.
+func (*ProveRecordResponse) Descriptor() ([]byte, []int) {
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ProveRecordResponse) GetRecord() *LedgerRecord {
+	if x != nil {
+		return x.Record
+	}
+	return nil
+}
+
+func (x *ProveRecordResponse) GetProof() [][]byte {
+	if x != nil {
+		return x.Proof
+	}
+	return nil
+}
+
+func (x *ProveRecordResponse) GetCheckpoint() []byte {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return nil
+}
+
+func (x *ProveRecordResponse) GetTreeSize() int64 {
+	if x != nil {
+		return x.TreeSize
+	}
+	return 0
+}
+
+// LedgerRecord is one stored ledger record.
+type LedgerRecord struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Sequence number.
+	Seq uint64 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	// The stored bytes, exactly: the canonical JSON encoding with its hash
+	// (docs/ledger.md, "Record schema").
+	Record        []byte `protobuf:"bytes,2,opt,name=record,proto3" json:"record,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LedgerRecord) Reset() {
+	*x = LedgerRecord{}
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LedgerRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LedgerRecord) ProtoMessage() {}
+
+func (x *LedgerRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LedgerRecord.ProtoReflect.Descriptor instead.
+func (*LedgerRecord) Descriptor() ([]byte, []int) {
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *LedgerRecord) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *LedgerRecord) GetRecord() []byte {
+	if x != nil {
+		return x.Record
+	}
+	return nil
+}
+
+// ExportLedgerRequest filters an export. Every set field must match.
+type ExportLedgerRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Records at or after this time.
+	Since *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=since,proto3" json:"since,omitempty"`
+	// Records before this time.
+	Until *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=until,proto3" json:"until,omitempty"`
+	// Records with one of these actions ("grant", "approve", ...).
+	Actions []string `protobuf:"bytes,3,rep,name=actions,proto3" json:"actions,omitempty"`
+	// First sequence number (inclusive); 0 means 1.
+	FromSeq uint64 `protobuf:"varint,4,opt,name=from_seq,json=fromSeq,proto3" json:"from_seq,omitempty"`
+	// Last sequence number (inclusive); 0 means the head.
+	ToSeq         uint64 `protobuf:"varint,5,opt,name=to_seq,json=toSeq,proto3" json:"to_seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportLedgerRequest) Reset() {
+	*x = ExportLedgerRequest{}
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportLedgerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportLedgerRequest) ProtoMessage() {}
+
+func (x *ExportLedgerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportLedgerRequest.ProtoReflect.Descriptor instead.
+func (*ExportLedgerRequest) Descriptor() ([]byte, []int) {
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ExportLedgerRequest) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *ExportLedgerRequest) GetUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Until
+	}
+	return nil
+}
+
+func (x *ExportLedgerRequest) GetActions() []string {
+	if x != nil {
+		return x.Actions
+	}
+	return nil
+}
+
+func (x *ExportLedgerRequest) GetFromSeq() uint64 {
+	if x != nil {
+		return x.FromSeq
+	}
+	return 0
+}
+
+func (x *ExportLedgerRequest) GetToSeq() uint64 {
+	if x != nil {
+		return x.ToSeq
+	}
+	return 0
+}
+
+// ExportLedgerResponse carries the next records of an export, in order.
+type ExportLedgerResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The records.
+	Records       []*LedgerRecord `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportLedgerResponse) Reset() {
+	*x = ExportLedgerResponse{}
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportLedgerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportLedgerResponse) ProtoMessage() {}
+
+func (x *ExportLedgerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportLedgerResponse.ProtoReflect.Descriptor instead.
+func (*ExportLedgerResponse) Descriptor() ([]byte, []int) {
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ExportLedgerResponse) GetRecords() []*LedgerRecord {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
+// SearchLedgerRequest filters a search. Every set field must match.
+type SearchLedgerRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A principal (SPIFFE ID or "oidc:<issuer>#<subject>") that acted or
+	// benefited: the record's actor or subject.
+	Identity string `protobuf:"bytes,1,opt,name=identity,proto3" json:"identity,omitempty"`
+	// Entitlement name.
+	Entitlement string `protobuf:"bytes,2,opt,name=entitlement,proto3" json:"entitlement,omitempty"`
+	// Records with one of these actions.
+	Actions []string `protobuf:"bytes,3,rep,name=actions,proto3" json:"actions,omitempty"`
+	// Records at or after this time.
+	Since *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=since,proto3" json:"since,omitempty"`
+	// Records before this time.
+	Until *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=until,proto3" json:"until,omitempty"`
+	// Grant ID.
+	GrantId string `protobuf:"bytes,6,opt,name=grant_id,json=grantId,proto3" json:"grant_id,omitempty"`
+	// Access request or break-glass ID.
+	RequestId string `protobuf:"bytes,7,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// At most this many records (default 100, at most 1000). A page may be
+	// shorter, even empty, with a next_page_token: each call examines a
+	// bounded number of records.
+	PageSize int32 `protobuf:"varint,8,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// next_page_token of the previous page, with the same filters.
+	PageToken string `protobuf:"bytes,9,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Oldest first instead of newest first.
+	OldestFirst   bool `protobuf:"varint,10,opt,name=oldest_first,json=oldestFirst,proto3" json:"oldest_first,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SearchLedgerRequest) Reset() {
+	*x = SearchLedgerRequest{}
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SearchLedgerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SearchLedgerRequest) ProtoMessage() {}
+
+func (x *SearchLedgerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SearchLedgerRequest.ProtoReflect.Descriptor instead.
+func (*SearchLedgerRequest) Descriptor() ([]byte, []int) {
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *SearchLedgerRequest) GetIdentity() string {
+	if x != nil {
+		return x.Identity
+	}
+	return ""
+}
+
+func (x *SearchLedgerRequest) GetEntitlement() string {
+	if x != nil {
+		return x.Entitlement
+	}
+	return ""
+}
+
+func (x *SearchLedgerRequest) GetActions() []string {
+	if x != nil {
+		return x.Actions
+	}
+	return nil
+}
+
+func (x *SearchLedgerRequest) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *SearchLedgerRequest) GetUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Until
+	}
+	return nil
+}
+
+func (x *SearchLedgerRequest) GetGrantId() string {
+	if x != nil {
+		return x.GrantId
+	}
+	return ""
+}
+
+func (x *SearchLedgerRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *SearchLedgerRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *SearchLedgerRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *SearchLedgerRequest) GetOldestFirst() bool {
+	if x != nil {
+		return x.OldestFirst
+	}
+	return false
+}
+
+// SearchLedgerResponse is one page of matching records.
+type SearchLedgerResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The records, newest first (oldest first if asked).
+	Records []*LedgerRecord `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	// Pass as page_token for the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SearchLedgerResponse) Reset() {
+	*x = SearchLedgerResponse{}
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SearchLedgerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SearchLedgerResponse) ProtoMessage() {}
+
+func (x *SearchLedgerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SearchLedgerResponse.ProtoReflect.Descriptor instead.
+func (*SearchLedgerResponse) Descriptor() ([]byte, []int) {
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *SearchLedgerResponse) GetRecords() []*LedgerRecord {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
+func (x *SearchLedgerResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// SnapshotRequest asks for a copy of the database.
+type SnapshotRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotRequest) Reset() {
+	*x = SnapshotRequest{}
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotRequest) ProtoMessage() {}
+
+func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
+func (*SnapshotRequest) Descriptor() ([]byte, []int) {
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{7}
+}
+
+// SnapshotResponse is the next chunk of the database file.
+type SnapshotResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Bytes of the file, in order.
+	Data          []byte `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotResponse) Reset() {
+	*x = SnapshotResponse{}
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotResponse) ProtoMessage() {}
+
+func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotResponse.ProtoReflect.Descriptor instead.
+func (*SnapshotResponse) Descriptor() ([]byte, []int) {
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *SnapshotResponse) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
 // ListEntitlementsRequest asks for the policy's entitlements.
 type ListEntitlementsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -33,7 +613,7 @@ type ListEntitlementsRequest struct {
 
 func (x *ListEntitlementsRequest) Reset() {
 	*x = ListEntitlementsRequest{}
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[0]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -45,7 +625,7 @@ func (x *ListEntitlementsRequest) String() string {
 func (*ListEntitlementsRequest) ProtoMessage() {}
 
 func (x *ListEntitlementsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[0]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -58,7 +638,7 @@ func (x *ListEntitlementsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEntitlementsRequest.ProtoReflect.Descriptor instead.
 func (*ListEntitlementsRequest) Descriptor() ([]byte, []int) {
-	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{0}
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{9}
 }
 
 // ListEntitlementsResponse lists the policy's entitlements, sorted by name.
@@ -72,7 +652,7 @@ type ListEntitlementsResponse struct {
 
 func (x *ListEntitlementsResponse) Reset() {
 	*x = ListEntitlementsResponse{}
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[1]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -84,7 +664,7 @@ func (x *ListEntitlementsResponse) String() string {
 func (*ListEntitlementsResponse) ProtoMessage() {}
 
 func (x *ListEntitlementsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[1]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -97,7 +677,7 @@ func (x *ListEntitlementsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEntitlementsResponse.ProtoReflect.Descriptor instead.
 func (*ListEntitlementsResponse) Descriptor() ([]byte, []int) {
-	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{1}
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListEntitlementsResponse) GetEntitlements() []*Entitlement {
@@ -136,7 +716,7 @@ type Entitlement struct {
 
 func (x *Entitlement) Reset() {
 	*x = Entitlement{}
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[2]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -148,7 +728,7 @@ func (x *Entitlement) String() string {
 func (*Entitlement) ProtoMessage() {}
 
 func (x *Entitlement) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[2]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -161,7 +741,7 @@ func (x *Entitlement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Entitlement.ProtoReflect.Descriptor instead.
 func (*Entitlement) Descriptor() ([]byte, []int) {
-	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{2}
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Entitlement) GetName() string {
@@ -247,7 +827,7 @@ type Stage struct {
 
 func (x *Stage) Reset() {
 	*x = Stage{}
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[3]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -259,7 +839,7 @@ func (x *Stage) String() string {
 func (*Stage) ProtoMessage() {}
 
 func (x *Stage) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[3]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -272,7 +852,7 @@ func (x *Stage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Stage.ProtoReflect.Descriptor instead.
 func (*Stage) Descriptor() ([]byte, []int) {
-	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{3}
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Stage) GetGroups() []string {
@@ -298,7 +878,7 @@ type WhoAmIRequest struct {
 
 func (x *WhoAmIRequest) Reset() {
 	*x = WhoAmIRequest{}
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[4]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -310,7 +890,7 @@ func (x *WhoAmIRequest) String() string {
 func (*WhoAmIRequest) ProtoMessage() {}
 
 func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[4]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -323,7 +903,7 @@ func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoAmIRequest.ProtoReflect.Descriptor instead.
 func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
-	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{4}
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{13}
 }
 
 // WhoAmIResponse describes the caller.
@@ -341,7 +921,7 @@ type WhoAmIResponse struct {
 
 func (x *WhoAmIResponse) Reset() {
 	*x = WhoAmIResponse{}
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[5]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -353,7 +933,7 @@ func (x *WhoAmIResponse) String() string {
 func (*WhoAmIResponse) ProtoMessage() {}
 
 func (x *WhoAmIResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[5]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -366,7 +946,7 @@ func (x *WhoAmIResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoAmIResponse.ProtoReflect.Descriptor instead.
 func (*WhoAmIResponse) Descriptor() ([]byte, []int) {
-	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{5}
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *WhoAmIResponse) GetPrincipal() string {
@@ -403,7 +983,7 @@ type ExplainPolicyRequest struct {
 
 func (x *ExplainPolicyRequest) Reset() {
 	*x = ExplainPolicyRequest{}
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[6]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -415,7 +995,7 @@ func (x *ExplainPolicyRequest) String() string {
 func (*ExplainPolicyRequest) ProtoMessage() {}
 
 func (x *ExplainPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[6]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -428,7 +1008,7 @@ func (x *ExplainPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainPolicyRequest.ProtoReflect.Descriptor instead.
 func (*ExplainPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{6}
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ExplainPolicyRequest) GetSpiffeId() string {
@@ -470,7 +1050,7 @@ type ExplainPolicyResponse struct {
 
 func (x *ExplainPolicyResponse) Reset() {
 	*x = ExplainPolicyResponse{}
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[7]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -482,7 +1062,7 @@ func (x *ExplainPolicyResponse) String() string {
 func (*ExplainPolicyResponse) ProtoMessage() {}
 
 func (x *ExplainPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[7]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -495,7 +1075,7 @@ func (x *ExplainPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainPolicyResponse.ProtoReflect.Descriptor instead.
 func (*ExplainPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{7}
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ExplainPolicyResponse) GetEligible() bool {
@@ -573,7 +1153,7 @@ type CreateRequestRequest struct {
 
 func (x *CreateRequestRequest) Reset() {
 	*x = CreateRequestRequest{}
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[8]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -585,7 +1165,7 @@ func (x *CreateRequestRequest) String() string {
 func (*CreateRequestRequest) ProtoMessage() {}
 
 func (x *CreateRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[8]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -598,7 +1178,7 @@ func (x *CreateRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRequestRequest.ProtoReflect.Descriptor instead.
 func (*CreateRequestRequest) Descriptor() ([]byte, []int) {
-	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{8}
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CreateRequestRequest) GetBeneficiary() string {
@@ -647,7 +1227,7 @@ type CreateRequestResponse struct {
 
 func (x *CreateRequestResponse) Reset() {
 	*x = CreateRequestResponse{}
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[9]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -659,7 +1239,7 @@ func (x *CreateRequestResponse) String() string {
 func (*CreateRequestResponse) ProtoMessage() {}
 
 func (x *CreateRequestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[9]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -672,7 +1252,7 @@ func (x *CreateRequestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRequestResponse.ProtoReflect.Descriptor instead.
 func (*CreateRequestResponse) Descriptor() ([]byte, []int) {
-	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{9}
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CreateRequestResponse) GetRequest() *v1.AccessRequest {
@@ -697,7 +1277,7 @@ type ListRequestsRequest struct {
 
 func (x *ListRequestsRequest) Reset() {
 	*x = ListRequestsRequest{}
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[10]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -709,7 +1289,7 @@ func (x *ListRequestsRequest) String() string {
 func (*ListRequestsRequest) ProtoMessage() {}
 
 func (x *ListRequestsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[10]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -722,7 +1302,7 @@ func (x *ListRequestsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequestsRequest.ProtoReflect.Descriptor instead.
 func (*ListRequestsRequest) Descriptor() ([]byte, []int) {
-	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{10}
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListRequestsRequest) GetPending() bool {
@@ -757,7 +1337,7 @@ type ListRequestsResponse struct {
 
 func (x *ListRequestsResponse) Reset() {
 	*x = ListRequestsResponse{}
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[11]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -769,7 +1349,7 @@ func (x *ListRequestsResponse) String() string {
 func (*ListRequestsResponse) ProtoMessage() {}
 
 func (x *ListRequestsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[11]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -782,7 +1362,7 @@ func (x *ListRequestsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequestsResponse.ProtoReflect.Descriptor instead.
 func (*ListRequestsResponse) Descriptor() ([]byte, []int) {
-	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{11}
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListRequestsResponse) GetRequests() []*v1.AccessRequest {
@@ -803,7 +1383,7 @@ type GetRequestRequest struct {
 
 func (x *GetRequestRequest) Reset() {
 	*x = GetRequestRequest{}
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[12]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -815,7 +1395,7 @@ func (x *GetRequestRequest) String() string {
 func (*GetRequestRequest) ProtoMessage() {}
 
 func (x *GetRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[12]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -828,7 +1408,7 @@ func (x *GetRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequestRequest.ProtoReflect.Descriptor instead.
 func (*GetRequestRequest) Descriptor() ([]byte, []int) {
-	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{12}
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetRequestRequest) GetId() string {
@@ -855,7 +1435,7 @@ type StageStatus struct {
 
 func (x *StageStatus) Reset() {
 	*x = StageStatus{}
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[13]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -867,7 +1447,7 @@ func (x *StageStatus) String() string {
 func (*StageStatus) ProtoMessage() {}
 
 func (x *StageStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[13]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -880,7 +1460,7 @@ func (x *StageStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StageStatus.ProtoReflect.Descriptor instead.
 func (*StageStatus) Descriptor() ([]byte, []int) {
-	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{13}
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *StageStatus) GetGroups() []string {
@@ -932,7 +1512,7 @@ type GrantSummary struct {
 
 func (x *GrantSummary) Reset() {
 	*x = GrantSummary{}
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[14]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -944,7 +1524,7 @@ func (x *GrantSummary) String() string {
 func (*GrantSummary) ProtoMessage() {}
 
 func (x *GrantSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[14]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -957,7 +1537,7 @@ func (x *GrantSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantSummary.ProtoReflect.Descriptor instead.
 func (*GrantSummary) Descriptor() ([]byte, []int) {
-	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{14}
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GrantSummary) GetGrantId() string {
@@ -1022,7 +1602,7 @@ type GetRequestResponse struct {
 
 func (x *GetRequestResponse) Reset() {
 	*x = GetRequestResponse{}
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[15]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1034,7 +1614,7 @@ func (x *GetRequestResponse) String() string {
 func (*GetRequestResponse) ProtoMessage() {}
 
 func (x *GetRequestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[15]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1047,7 +1627,7 @@ func (x *GetRequestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequestResponse.ProtoReflect.Descriptor instead.
 func (*GetRequestResponse) Descriptor() ([]byte, []int) {
-	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{15}
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetRequestResponse) GetRequest() *v1.AccessRequest {
@@ -1098,7 +1678,7 @@ type ApproveRequestRequest struct {
 
 func (x *ApproveRequestRequest) Reset() {
 	*x = ApproveRequestRequest{}
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[16]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1110,7 +1690,7 @@ func (x *ApproveRequestRequest) String() string {
 func (*ApproveRequestRequest) ProtoMessage() {}
 
 func (x *ApproveRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[16]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1123,7 +1703,7 @@ func (x *ApproveRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveRequestRequest.ProtoReflect.Descriptor instead.
 func (*ApproveRequestRequest) Descriptor() ([]byte, []int) {
-	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{16}
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ApproveRequestRequest) GetId() string {
@@ -1151,7 +1731,7 @@ type ApproveRequestResponse struct {
 
 func (x *ApproveRequestResponse) Reset() {
 	*x = ApproveRequestResponse{}
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[17]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1163,7 +1743,7 @@ func (x *ApproveRequestResponse) String() string {
 func (*ApproveRequestResponse) ProtoMessage() {}
 
 func (x *ApproveRequestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[17]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1176,7 +1756,7 @@ func (x *ApproveRequestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveRequestResponse.ProtoReflect.Descriptor instead.
 func (*ApproveRequestResponse) Descriptor() ([]byte, []int) {
-	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{17}
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ApproveRequestResponse) GetRequest() *v1.AccessRequest {
@@ -1199,7 +1779,7 @@ type DenyRequestRequest struct {
 
 func (x *DenyRequestRequest) Reset() {
 	*x = DenyRequestRequest{}
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[18]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1211,7 +1791,7 @@ func (x *DenyRequestRequest) String() string {
 func (*DenyRequestRequest) ProtoMessage() {}
 
 func (x *DenyRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[18]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1224,7 +1804,7 @@ func (x *DenyRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DenyRequestRequest.ProtoReflect.Descriptor instead.
 func (*DenyRequestRequest) Descriptor() ([]byte, []int) {
-	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{18}
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *DenyRequestRequest) GetId() string {
@@ -1252,7 +1832,7 @@ type DenyRequestResponse struct {
 
 func (x *DenyRequestResponse) Reset() {
 	*x = DenyRequestResponse{}
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[19]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1264,7 +1844,7 @@ func (x *DenyRequestResponse) String() string {
 func (*DenyRequestResponse) ProtoMessage() {}
 
 func (x *DenyRequestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[19]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1277,7 +1857,7 @@ func (x *DenyRequestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DenyRequestResponse.ProtoReflect.Descriptor instead.
 func (*DenyRequestResponse) Descriptor() ([]byte, []int) {
-	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{19}
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *DenyRequestResponse) GetRequest() *v1.AccessRequest {
@@ -1300,7 +1880,7 @@ type RevokeRequestRequest struct {
 
 func (x *RevokeRequestRequest) Reset() {
 	*x = RevokeRequestRequest{}
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[20]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1312,7 +1892,7 @@ func (x *RevokeRequestRequest) String() string {
 func (*RevokeRequestRequest) ProtoMessage() {}
 
 func (x *RevokeRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[20]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1325,7 +1905,7 @@ func (x *RevokeRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeRequestRequest.ProtoReflect.Descriptor instead.
 func (*RevokeRequestRequest) Descriptor() ([]byte, []int) {
-	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{20}
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RevokeRequestRequest) GetId() string {
@@ -1361,7 +1941,7 @@ type RevocationResult struct {
 
 func (x *RevocationResult) Reset() {
 	*x = RevocationResult{}
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[21]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1373,7 +1953,7 @@ func (x *RevocationResult) String() string {
 func (*RevocationResult) ProtoMessage() {}
 
 func (x *RevocationResult) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[21]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1386,7 +1966,7 @@ func (x *RevocationResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevocationResult.ProtoReflect.Descriptor instead.
 func (*RevocationResult) Descriptor() ([]byte, []int) {
-	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{21}
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RevocationResult) GetGrantId() string {
@@ -1437,7 +2017,7 @@ type RevokeRequestResponse struct {
 
 func (x *RevokeRequestResponse) Reset() {
 	*x = RevokeRequestResponse{}
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[22]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1449,7 +2029,7 @@ func (x *RevokeRequestResponse) String() string {
 func (*RevokeRequestResponse) ProtoMessage() {}
 
 func (x *RevokeRequestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[22]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1462,7 +2042,7 @@ func (x *RevokeRequestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeRequestResponse.ProtoReflect.Descriptor instead.
 func (*RevokeRequestResponse) Descriptor() ([]byte, []int) {
-	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{22}
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RevokeRequestResponse) GetRequest() *v1.AccessRequest {
@@ -1498,7 +2078,7 @@ type TakeBreakGlassRequest struct {
 
 func (x *TakeBreakGlassRequest) Reset() {
 	*x = TakeBreakGlassRequest{}
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[23]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1510,7 +2090,7 @@ func (x *TakeBreakGlassRequest) String() string {
 func (*TakeBreakGlassRequest) ProtoMessage() {}
 
 func (x *TakeBreakGlassRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[23]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1523,7 +2103,7 @@ func (x *TakeBreakGlassRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TakeBreakGlassRequest.ProtoReflect.Descriptor instead.
 func (*TakeBreakGlassRequest) Descriptor() ([]byte, []int) {
-	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{23}
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *TakeBreakGlassRequest) GetEntitlement() string {
@@ -1574,7 +2154,7 @@ type TakeBreakGlassResponse struct {
 
 func (x *TakeBreakGlassResponse) Reset() {
 	*x = TakeBreakGlassResponse{}
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[24]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1586,7 +2166,7 @@ func (x *TakeBreakGlassResponse) String() string {
 func (*TakeBreakGlassResponse) ProtoMessage() {}
 
 func (x *TakeBreakGlassResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[24]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1599,7 +2179,7 @@ func (x *TakeBreakGlassResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TakeBreakGlassResponse.ProtoReflect.Descriptor instead.
 func (*TakeBreakGlassResponse) Descriptor() ([]byte, []int) {
-	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{24}
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *TakeBreakGlassResponse) GetCredential() *v1.Credential {
@@ -1633,7 +2213,7 @@ type BreakGlassReview struct {
 
 func (x *BreakGlassReview) Reset() {
 	*x = BreakGlassReview{}
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[25]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1645,7 +2225,7 @@ func (x *BreakGlassReview) String() string {
 func (*BreakGlassReview) ProtoMessage() {}
 
 func (x *BreakGlassReview) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[25]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1658,7 +2238,7 @@ func (x *BreakGlassReview) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BreakGlassReview.ProtoReflect.Descriptor instead.
 func (*BreakGlassReview) Descriptor() ([]byte, []int) {
-	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{25}
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *BreakGlassReview) GetReviewer() string {
@@ -1734,7 +2314,7 @@ type BreakGlassRecord struct {
 
 func (x *BreakGlassRecord) Reset() {
 	*x = BreakGlassRecord{}
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[26]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1746,7 +2326,7 @@ func (x *BreakGlassRecord) String() string {
 func (*BreakGlassRecord) ProtoMessage() {}
 
 func (x *BreakGlassRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[26]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1759,7 +2339,7 @@ func (x *BreakGlassRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BreakGlassRecord.ProtoReflect.Descriptor instead.
 func (*BreakGlassRecord) Descriptor() ([]byte, []int) {
-	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{26}
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *BreakGlassRecord) GetId() string {
@@ -1903,7 +2483,7 @@ type ListBreakGlassRequest struct {
 
 func (x *ListBreakGlassRequest) Reset() {
 	*x = ListBreakGlassRequest{}
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[27]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1915,7 +2495,7 @@ func (x *ListBreakGlassRequest) String() string {
 func (*ListBreakGlassRequest) ProtoMessage() {}
 
 func (x *ListBreakGlassRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[27]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1928,7 +2508,7 @@ func (x *ListBreakGlassRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBreakGlassRequest.ProtoReflect.Descriptor instead.
 func (*ListBreakGlassRequest) Descriptor() ([]byte, []int) {
-	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{27}
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListBreakGlassRequest) GetOpen() bool {
@@ -1963,7 +2543,7 @@ type ListBreakGlassResponse struct {
 
 func (x *ListBreakGlassResponse) Reset() {
 	*x = ListBreakGlassResponse{}
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[28]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1975,7 +2555,7 @@ func (x *ListBreakGlassResponse) String() string {
 func (*ListBreakGlassResponse) ProtoMessage() {}
 
 func (x *ListBreakGlassResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[28]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1988,7 +2568,7 @@ func (x *ListBreakGlassResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBreakGlassResponse.ProtoReflect.Descriptor instead.
 func (*ListBreakGlassResponse) Descriptor() ([]byte, []int) {
-	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{28}
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListBreakGlassResponse) GetRecords() []*BreakGlassRecord {
@@ -2009,7 +2589,7 @@ type GetBreakGlassRequest struct {
 
 func (x *GetBreakGlassRequest) Reset() {
 	*x = GetBreakGlassRequest{}
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[29]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2021,7 +2601,7 @@ func (x *GetBreakGlassRequest) String() string {
 func (*GetBreakGlassRequest) ProtoMessage() {}
 
 func (x *GetBreakGlassRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[29]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2034,7 +2614,7 @@ func (x *GetBreakGlassRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBreakGlassRequest.ProtoReflect.Descriptor instead.
 func (*GetBreakGlassRequest) Descriptor() ([]byte, []int) {
-	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{29}
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *GetBreakGlassRequest) GetId() string {
@@ -2065,7 +2645,7 @@ type LedgerEvent struct {
 
 func (x *LedgerEvent) Reset() {
 	*x = LedgerEvent{}
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[30]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2077,7 +2657,7 @@ func (x *LedgerEvent) String() string {
 func (*LedgerEvent) ProtoMessage() {}
 
 func (x *LedgerEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[30]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2090,7 +2670,7 @@ func (x *LedgerEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LedgerEvent.ProtoReflect.Descriptor instead.
 func (*LedgerEvent) Descriptor() ([]byte, []int) {
-	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{30}
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *LedgerEvent) GetSeq() uint64 {
@@ -2148,7 +2728,7 @@ type GetBreakGlassResponse struct {
 
 func (x *GetBreakGlassResponse) Reset() {
 	*x = GetBreakGlassResponse{}
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[31]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2160,7 +2740,7 @@ func (x *GetBreakGlassResponse) String() string {
 func (*GetBreakGlassResponse) ProtoMessage() {}
 
 func (x *GetBreakGlassResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[31]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2173,7 +2753,7 @@ func (x *GetBreakGlassResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBreakGlassResponse.ProtoReflect.Descriptor instead.
 func (*GetBreakGlassResponse) Descriptor() ([]byte, []int) {
-	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{31}
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GetBreakGlassResponse) GetRecord() *BreakGlassRecord {
@@ -2205,7 +2785,7 @@ type ReviewBreakGlassRequest struct {
 
 func (x *ReviewBreakGlassRequest) Reset() {
 	*x = ReviewBreakGlassRequest{}
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[32]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2217,7 +2797,7 @@ func (x *ReviewBreakGlassRequest) String() string {
 func (*ReviewBreakGlassRequest) ProtoMessage() {}
 
 func (x *ReviewBreakGlassRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[32]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2230,7 +2810,7 @@ func (x *ReviewBreakGlassRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReviewBreakGlassRequest.ProtoReflect.Descriptor instead.
 func (*ReviewBreakGlassRequest) Descriptor() ([]byte, []int) {
-	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{32}
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ReviewBreakGlassRequest) GetId() string {
@@ -2268,7 +2848,7 @@ type ReviewBreakGlassResponse struct {
 
 func (x *ReviewBreakGlassResponse) Reset() {
 	*x = ReviewBreakGlassResponse{}
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[33]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2280,7 +2860,7 @@ func (x *ReviewBreakGlassResponse) String() string {
 func (*ReviewBreakGlassResponse) ProtoMessage() {}
 
 func (x *ReviewBreakGlassResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[33]
+	mi := &file_writ_admin_v1_admin_service_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2293,7 +2873,7 @@ func (x *ReviewBreakGlassResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReviewBreakGlassResponse.ProtoReflect.Descriptor instead.
 func (*ReviewBreakGlassResponse) Descriptor() ([]byte, []int) {
-	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{33}
+	return file_writ_admin_v1_admin_service_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ReviewBreakGlassResponse) GetRecord() *BreakGlassRecord {
@@ -2314,7 +2894,48 @@ var File_writ_admin_v1_admin_service_proto protoreflect.FileDescriptor
 
 const file_writ_admin_v1_admin_service_proto_rawDesc = "" +
 	"\n" +
-	"!writ/admin/v1/admin_service.proto\x12\rwrit.admin.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#writ/broker/v1/broker_service.proto\"\x19\n" +
+	"!writ/admin/v1/admin_service.proto\x12\rwrit.admin.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#writ/broker/v1/broker_service.proto\"A\n" +
+	"\x12ProveRecordRequest\x12\x19\n" +
+	"\bgrant_id\x18\x01 \x01(\tR\agrantId\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\"\x9d\x01\n" +
+	"\x13ProveRecordResponse\x123\n" +
+	"\x06record\x18\x01 \x01(\v2\x1b.writ.admin.v1.LedgerRecordR\x06record\x12\x14\n" +
+	"\x05proof\x18\x02 \x03(\fR\x05proof\x12\x1e\n" +
+	"\n" +
+	"checkpoint\x18\x03 \x01(\fR\n" +
+	"checkpoint\x12\x1b\n" +
+	"\ttree_size\x18\x04 \x01(\x03R\btreeSize\"8\n" +
+	"\fLedgerRecord\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x16\n" +
+	"\x06record\x18\x02 \x01(\fR\x06record\"\xc5\x01\n" +
+	"\x13ExportLedgerRequest\x120\n" +
+	"\x05since\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x120\n" +
+	"\x05until\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x12\x18\n" +
+	"\aactions\x18\x03 \x03(\tR\aactions\x12\x19\n" +
+	"\bfrom_seq\x18\x04 \x01(\x04R\afromSeq\x12\x15\n" +
+	"\x06to_seq\x18\x05 \x01(\x04R\x05toSeq\"M\n" +
+	"\x14ExportLedgerResponse\x125\n" +
+	"\arecords\x18\x01 \x03(\v2\x1b.writ.admin.v1.LedgerRecordR\arecords\"\xea\x02\n" +
+	"\x13SearchLedgerRequest\x12\x1a\n" +
+	"\bidentity\x18\x01 \x01(\tR\bidentity\x12 \n" +
+	"\ventitlement\x18\x02 \x01(\tR\ventitlement\x12\x18\n" +
+	"\aactions\x18\x03 \x03(\tR\aactions\x120\n" +
+	"\x05since\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x120\n" +
+	"\x05until\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x12\x19\n" +
+	"\bgrant_id\x18\x06 \x01(\tR\agrantId\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\a \x01(\tR\trequestId\x12\x1b\n" +
+	"\tpage_size\x18\b \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\t \x01(\tR\tpageToken\x12!\n" +
+	"\foldest_first\x18\n" +
+	" \x01(\bR\voldestFirst\"u\n" +
+	"\x14SearchLedgerResponse\x125\n" +
+	"\arecords\x18\x01 \x03(\v2\x1b.writ.admin.v1.LedgerRecordR\arecords\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x11\n" +
+	"\x0fSnapshotRequest\"&\n" +
+	"\x10SnapshotResponse\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\"\x19\n" +
 	"\x17ListEntitlementsRequest\"Z\n" +
 	"\x18ListEntitlementsResponse\x12>\n" +
 	"\fentitlements\x18\x01 \x03(\v2\x1a.writ.admin.v1.EntitlementR\fentitlements\"\xe1\x02\n" +
@@ -2472,7 +3093,7 @@ const file_writ_admin_v1_admin_service_proto_rawDesc = "" +
 	"\x05notes\x18\x03 \x01(\tR\x05notes\"\x8e\x01\n" +
 	"\x18ReviewBreakGlassResponse\x127\n" +
 	"\x06record\x18\x01 \x01(\v2\x1f.writ.admin.v1.BreakGlassRecordR\x06record\x129\n" +
-	"\aresults\x18\x02 \x03(\v2\x1f.writ.admin.v1.RevocationResultR\aresults2\xae\t\n" +
+	"\aresults\x18\x02 \x03(\v2\x1f.writ.admin.v1.RevocationResultR\aresults2\x87\f\n" +
 	"\fAdminService\x12c\n" +
 	"\x10ListEntitlements\x12&.writ.admin.v1.ListEntitlementsRequest\x1a'.writ.admin.v1.ListEntitlementsResponse\x12E\n" +
 	"\x06WhoAmI\x12\x1c.writ.admin.v1.WhoAmIRequest\x1a\x1d.writ.admin.v1.WhoAmIResponse\x12Z\n" +
@@ -2487,7 +3108,11 @@ const file_writ_admin_v1_admin_service_proto_rawDesc = "" +
 	"\x0eTakeBreakGlass\x12$.writ.admin.v1.TakeBreakGlassRequest\x1a%.writ.admin.v1.TakeBreakGlassResponse\x12]\n" +
 	"\x0eListBreakGlass\x12$.writ.admin.v1.ListBreakGlassRequest\x1a%.writ.admin.v1.ListBreakGlassResponse\x12Z\n" +
 	"\rGetBreakGlass\x12#.writ.admin.v1.GetBreakGlassRequest\x1a$.writ.admin.v1.GetBreakGlassResponse\x12c\n" +
-	"\x10ReviewBreakGlass\x12&.writ.admin.v1.ReviewBreakGlassRequest\x1a'.writ.admin.v1.ReviewBreakGlassResponseB\xb2\x01\n" +
+	"\x10ReviewBreakGlass\x12&.writ.admin.v1.ReviewBreakGlassRequest\x1a'.writ.admin.v1.ReviewBreakGlassResponse\x12Y\n" +
+	"\fExportLedger\x12\".writ.admin.v1.ExportLedgerRequest\x1a#.writ.admin.v1.ExportLedgerResponse0\x01\x12W\n" +
+	"\fSearchLedger\x12\".writ.admin.v1.SearchLedgerRequest\x1a#.writ.admin.v1.SearchLedgerResponse\x12M\n" +
+	"\bSnapshot\x12\x1e.writ.admin.v1.SnapshotRequest\x1a\x1f.writ.admin.v1.SnapshotResponse0\x01\x12T\n" +
+	"\vProveRecord\x12!.writ.admin.v1.ProveRecordRequest\x1a\".writ.admin.v1.ProveRecordResponseB\xb2\x01\n" +
 	"\x11com.writ.admin.v1B\x11AdminServiceProtoP\x01Z4github.com/writ-dev/writ/proto/writ/admin/v1;adminv1\xa2\x02\x03WAX\xaa\x02\rWrit.Admin.V1\xca\x02\rWrit\\Admin\\V1\xe2\x02\x19Writ\\Admin\\V1\\GPBMetadata\xea\x02\x0fWrit::Admin::V1b\x06proto3"
 
 var (
@@ -2502,117 +3127,141 @@ func file_writ_admin_v1_admin_service_proto_rawDescGZIP() []byte {
 	return file_writ_admin_v1_admin_service_proto_rawDescData
 }
 
-var file_writ_admin_v1_admin_service_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_writ_admin_v1_admin_service_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_writ_admin_v1_admin_service_proto_goTypes = []any{
-	(*ListEntitlementsRequest)(nil),  // 0: writ.admin.v1.ListEntitlementsRequest
-	(*ListEntitlementsResponse)(nil), // 1: writ.admin.v1.ListEntitlementsResponse
-	(*Entitlement)(nil),              // 2: writ.admin.v1.Entitlement
-	(*Stage)(nil),                    // 3: writ.admin.v1.Stage
-	(*WhoAmIRequest)(nil),            // 4: writ.admin.v1.WhoAmIRequest
-	(*WhoAmIResponse)(nil),           // 5: writ.admin.v1.WhoAmIResponse
-	(*ExplainPolicyRequest)(nil),     // 6: writ.admin.v1.ExplainPolicyRequest
-	(*ExplainPolicyResponse)(nil),    // 7: writ.admin.v1.ExplainPolicyResponse
-	(*CreateRequestRequest)(nil),     // 8: writ.admin.v1.CreateRequestRequest
-	(*CreateRequestResponse)(nil),    // 9: writ.admin.v1.CreateRequestResponse
-	(*ListRequestsRequest)(nil),      // 10: writ.admin.v1.ListRequestsRequest
-	(*ListRequestsResponse)(nil),     // 11: writ.admin.v1.ListRequestsResponse
-	(*GetRequestRequest)(nil),        // 12: writ.admin.v1.GetRequestRequest
-	(*StageStatus)(nil),              // 13: writ.admin.v1.StageStatus
-	(*GrantSummary)(nil),             // 14: writ.admin.v1.GrantSummary
-	(*GetRequestResponse)(nil),       // 15: writ.admin.v1.GetRequestResponse
-	(*ApproveRequestRequest)(nil),    // 16: writ.admin.v1.ApproveRequestRequest
-	(*ApproveRequestResponse)(nil),   // 17: writ.admin.v1.ApproveRequestResponse
-	(*DenyRequestRequest)(nil),       // 18: writ.admin.v1.DenyRequestRequest
-	(*DenyRequestResponse)(nil),      // 19: writ.admin.v1.DenyRequestResponse
-	(*RevokeRequestRequest)(nil),     // 20: writ.admin.v1.RevokeRequestRequest
-	(*RevocationResult)(nil),         // 21: writ.admin.v1.RevocationResult
-	(*RevokeRequestResponse)(nil),    // 22: writ.admin.v1.RevokeRequestResponse
-	(*TakeBreakGlassRequest)(nil),    // 23: writ.admin.v1.TakeBreakGlassRequest
-	(*TakeBreakGlassResponse)(nil),   // 24: writ.admin.v1.TakeBreakGlassResponse
-	(*BreakGlassReview)(nil),         // 25: writ.admin.v1.BreakGlassReview
-	(*BreakGlassRecord)(nil),         // 26: writ.admin.v1.BreakGlassRecord
-	(*ListBreakGlassRequest)(nil),    // 27: writ.admin.v1.ListBreakGlassRequest
-	(*ListBreakGlassResponse)(nil),   // 28: writ.admin.v1.ListBreakGlassResponse
-	(*GetBreakGlassRequest)(nil),     // 29: writ.admin.v1.GetBreakGlassRequest
-	(*LedgerEvent)(nil),              // 30: writ.admin.v1.LedgerEvent
-	(*GetBreakGlassResponse)(nil),    // 31: writ.admin.v1.GetBreakGlassResponse
-	(*ReviewBreakGlassRequest)(nil),  // 32: writ.admin.v1.ReviewBreakGlassRequest
-	(*ReviewBreakGlassResponse)(nil), // 33: writ.admin.v1.ReviewBreakGlassResponse
-	(*durationpb.Duration)(nil),      // 34: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),    // 35: google.protobuf.Timestamp
-	(*v1.AccessRequest)(nil),         // 36: writ.broker.v1.AccessRequest
-	(*v1.Credential)(nil),            // 37: writ.broker.v1.Credential
+	(*ProveRecordRequest)(nil),       // 0: writ.admin.v1.ProveRecordRequest
+	(*ProveRecordResponse)(nil),      // 1: writ.admin.v1.ProveRecordResponse
+	(*LedgerRecord)(nil),             // 2: writ.admin.v1.LedgerRecord
+	(*ExportLedgerRequest)(nil),      // 3: writ.admin.v1.ExportLedgerRequest
+	(*ExportLedgerResponse)(nil),     // 4: writ.admin.v1.ExportLedgerResponse
+	(*SearchLedgerRequest)(nil),      // 5: writ.admin.v1.SearchLedgerRequest
+	(*SearchLedgerResponse)(nil),     // 6: writ.admin.v1.SearchLedgerResponse
+	(*SnapshotRequest)(nil),          // 7: writ.admin.v1.SnapshotRequest
+	(*SnapshotResponse)(nil),         // 8: writ.admin.v1.SnapshotResponse
+	(*ListEntitlementsRequest)(nil),  // 9: writ.admin.v1.ListEntitlementsRequest
+	(*ListEntitlementsResponse)(nil), // 10: writ.admin.v1.ListEntitlementsResponse
+	(*Entitlement)(nil),              // 11: writ.admin.v1.Entitlement
+	(*Stage)(nil),                    // 12: writ.admin.v1.Stage
+	(*WhoAmIRequest)(nil),            // 13: writ.admin.v1.WhoAmIRequest
+	(*WhoAmIResponse)(nil),           // 14: writ.admin.v1.WhoAmIResponse
+	(*ExplainPolicyRequest)(nil),     // 15: writ.admin.v1.ExplainPolicyRequest
+	(*ExplainPolicyResponse)(nil),    // 16: writ.admin.v1.ExplainPolicyResponse
+	(*CreateRequestRequest)(nil),     // 17: writ.admin.v1.CreateRequestRequest
+	(*CreateRequestResponse)(nil),    // 18: writ.admin.v1.CreateRequestResponse
+	(*ListRequestsRequest)(nil),      // 19: writ.admin.v1.ListRequestsRequest
+	(*ListRequestsResponse)(nil),     // 20: writ.admin.v1.ListRequestsResponse
+	(*GetRequestRequest)(nil),        // 21: writ.admin.v1.GetRequestRequest
+	(*StageStatus)(nil),              // 22: writ.admin.v1.StageStatus
+	(*GrantSummary)(nil),             // 23: writ.admin.v1.GrantSummary
+	(*GetRequestResponse)(nil),       // 24: writ.admin.v1.GetRequestResponse
+	(*ApproveRequestRequest)(nil),    // 25: writ.admin.v1.ApproveRequestRequest
+	(*ApproveRequestResponse)(nil),   // 26: writ.admin.v1.ApproveRequestResponse
+	(*DenyRequestRequest)(nil),       // 27: writ.admin.v1.DenyRequestRequest
+	(*DenyRequestResponse)(nil),      // 28: writ.admin.v1.DenyRequestResponse
+	(*RevokeRequestRequest)(nil),     // 29: writ.admin.v1.RevokeRequestRequest
+	(*RevocationResult)(nil),         // 30: writ.admin.v1.RevocationResult
+	(*RevokeRequestResponse)(nil),    // 31: writ.admin.v1.RevokeRequestResponse
+	(*TakeBreakGlassRequest)(nil),    // 32: writ.admin.v1.TakeBreakGlassRequest
+	(*TakeBreakGlassResponse)(nil),   // 33: writ.admin.v1.TakeBreakGlassResponse
+	(*BreakGlassReview)(nil),         // 34: writ.admin.v1.BreakGlassReview
+	(*BreakGlassRecord)(nil),         // 35: writ.admin.v1.BreakGlassRecord
+	(*ListBreakGlassRequest)(nil),    // 36: writ.admin.v1.ListBreakGlassRequest
+	(*ListBreakGlassResponse)(nil),   // 37: writ.admin.v1.ListBreakGlassResponse
+	(*GetBreakGlassRequest)(nil),     // 38: writ.admin.v1.GetBreakGlassRequest
+	(*LedgerEvent)(nil),              // 39: writ.admin.v1.LedgerEvent
+	(*GetBreakGlassResponse)(nil),    // 40: writ.admin.v1.GetBreakGlassResponse
+	(*ReviewBreakGlassRequest)(nil),  // 41: writ.admin.v1.ReviewBreakGlassRequest
+	(*ReviewBreakGlassResponse)(nil), // 42: writ.admin.v1.ReviewBreakGlassResponse
+	(*timestamppb.Timestamp)(nil),    // 43: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 44: google.protobuf.Duration
+	(*v1.AccessRequest)(nil),         // 45: writ.broker.v1.AccessRequest
+	(*v1.Credential)(nil),            // 46: writ.broker.v1.Credential
 }
 var file_writ_admin_v1_admin_service_proto_depIdxs = []int32{
-	2,  // 0: writ.admin.v1.ListEntitlementsResponse.entitlements:type_name -> writ.admin.v1.Entitlement
-	34, // 1: writ.admin.v1.Entitlement.max_ttl:type_name -> google.protobuf.Duration
-	3,  // 2: writ.admin.v1.Entitlement.stages:type_name -> writ.admin.v1.Stage
-	34, // 3: writ.admin.v1.Entitlement.window:type_name -> google.protobuf.Duration
-	35, // 4: writ.admin.v1.WhoAmIResponse.expires_at:type_name -> google.protobuf.Timestamp
-	34, // 5: writ.admin.v1.ExplainPolicyResponse.max_ttl:type_name -> google.protobuf.Duration
-	34, // 6: writ.admin.v1.ExplainPolicyResponse.window:type_name -> google.protobuf.Duration
-	3,  // 7: writ.admin.v1.ExplainPolicyResponse.stages:type_name -> writ.admin.v1.Stage
-	34, // 8: writ.admin.v1.CreateRequestRequest.duration:type_name -> google.protobuf.Duration
-	36, // 9: writ.admin.v1.CreateRequestResponse.request:type_name -> writ.broker.v1.AccessRequest
-	36, // 10: writ.admin.v1.ListRequestsResponse.requests:type_name -> writ.broker.v1.AccessRequest
-	35, // 11: writ.admin.v1.GrantSummary.issued_at:type_name -> google.protobuf.Timestamp
-	35, // 12: writ.admin.v1.GrantSummary.expires_at:type_name -> google.protobuf.Timestamp
-	36, // 13: writ.admin.v1.GetRequestResponse.request:type_name -> writ.broker.v1.AccessRequest
-	34, // 14: writ.admin.v1.GetRequestResponse.effective_ttl:type_name -> google.protobuf.Duration
-	13, // 15: writ.admin.v1.GetRequestResponse.stages:type_name -> writ.admin.v1.StageStatus
-	14, // 16: writ.admin.v1.GetRequestResponse.grants:type_name -> writ.admin.v1.GrantSummary
-	14, // 17: writ.admin.v1.GetRequestResponse.recent_grants:type_name -> writ.admin.v1.GrantSummary
-	36, // 18: writ.admin.v1.ApproveRequestResponse.request:type_name -> writ.broker.v1.AccessRequest
-	36, // 19: writ.admin.v1.DenyRequestResponse.request:type_name -> writ.broker.v1.AccessRequest
-	36, // 20: writ.admin.v1.RevokeRequestResponse.request:type_name -> writ.broker.v1.AccessRequest
-	21, // 21: writ.admin.v1.RevokeRequestResponse.results:type_name -> writ.admin.v1.RevocationResult
-	34, // 22: writ.admin.v1.TakeBreakGlassRequest.ttl:type_name -> google.protobuf.Duration
-	37, // 23: writ.admin.v1.TakeBreakGlassResponse.credential:type_name -> writ.broker.v1.Credential
-	26, // 24: writ.admin.v1.TakeBreakGlassResponse.record:type_name -> writ.admin.v1.BreakGlassRecord
-	35, // 25: writ.admin.v1.BreakGlassReview.at:type_name -> google.protobuf.Timestamp
-	35, // 26: writ.admin.v1.BreakGlassRecord.credential_expires_at:type_name -> google.protobuf.Timestamp
-	35, // 27: writ.admin.v1.BreakGlassRecord.taken_at:type_name -> google.protobuf.Timestamp
-	35, // 28: writ.admin.v1.BreakGlassRecord.review_due:type_name -> google.protobuf.Timestamp
-	35, // 29: writ.admin.v1.BreakGlassRecord.closed_at:type_name -> google.protobuf.Timestamp
-	35, // 30: writ.admin.v1.BreakGlassRecord.escalated_at:type_name -> google.protobuf.Timestamp
-	25, // 31: writ.admin.v1.BreakGlassRecord.reviews:type_name -> writ.admin.v1.BreakGlassReview
-	26, // 32: writ.admin.v1.ListBreakGlassResponse.records:type_name -> writ.admin.v1.BreakGlassRecord
-	35, // 33: writ.admin.v1.LedgerEvent.time:type_name -> google.protobuf.Timestamp
-	26, // 34: writ.admin.v1.GetBreakGlassResponse.record:type_name -> writ.admin.v1.BreakGlassRecord
-	30, // 35: writ.admin.v1.GetBreakGlassResponse.ledger:type_name -> writ.admin.v1.LedgerEvent
-	26, // 36: writ.admin.v1.ReviewBreakGlassResponse.record:type_name -> writ.admin.v1.BreakGlassRecord
-	21, // 37: writ.admin.v1.ReviewBreakGlassResponse.results:type_name -> writ.admin.v1.RevocationResult
-	0,  // 38: writ.admin.v1.AdminService.ListEntitlements:input_type -> writ.admin.v1.ListEntitlementsRequest
-	4,  // 39: writ.admin.v1.AdminService.WhoAmI:input_type -> writ.admin.v1.WhoAmIRequest
-	6,  // 40: writ.admin.v1.AdminService.ExplainPolicy:input_type -> writ.admin.v1.ExplainPolicyRequest
-	8,  // 41: writ.admin.v1.AdminService.CreateRequest:input_type -> writ.admin.v1.CreateRequestRequest
-	10, // 42: writ.admin.v1.AdminService.ListRequests:input_type -> writ.admin.v1.ListRequestsRequest
-	12, // 43: writ.admin.v1.AdminService.GetRequest:input_type -> writ.admin.v1.GetRequestRequest
-	16, // 44: writ.admin.v1.AdminService.ApproveRequest:input_type -> writ.admin.v1.ApproveRequestRequest
-	18, // 45: writ.admin.v1.AdminService.DenyRequest:input_type -> writ.admin.v1.DenyRequestRequest
-	20, // 46: writ.admin.v1.AdminService.RevokeRequest:input_type -> writ.admin.v1.RevokeRequestRequest
-	23, // 47: writ.admin.v1.AdminService.TakeBreakGlass:input_type -> writ.admin.v1.TakeBreakGlassRequest
-	27, // 48: writ.admin.v1.AdminService.ListBreakGlass:input_type -> writ.admin.v1.ListBreakGlassRequest
-	29, // 49: writ.admin.v1.AdminService.GetBreakGlass:input_type -> writ.admin.v1.GetBreakGlassRequest
-	32, // 50: writ.admin.v1.AdminService.ReviewBreakGlass:input_type -> writ.admin.v1.ReviewBreakGlassRequest
-	1,  // 51: writ.admin.v1.AdminService.ListEntitlements:output_type -> writ.admin.v1.ListEntitlementsResponse
-	5,  // 52: writ.admin.v1.AdminService.WhoAmI:output_type -> writ.admin.v1.WhoAmIResponse
-	7,  // 53: writ.admin.v1.AdminService.ExplainPolicy:output_type -> writ.admin.v1.ExplainPolicyResponse
-	9,  // 54: writ.admin.v1.AdminService.CreateRequest:output_type -> writ.admin.v1.CreateRequestResponse
-	11, // 55: writ.admin.v1.AdminService.ListRequests:output_type -> writ.admin.v1.ListRequestsResponse
-	15, // 56: writ.admin.v1.AdminService.GetRequest:output_type -> writ.admin.v1.GetRequestResponse
-	17, // 57: writ.admin.v1.AdminService.ApproveRequest:output_type -> writ.admin.v1.ApproveRequestResponse
-	19, // 58: writ.admin.v1.AdminService.DenyRequest:output_type -> writ.admin.v1.DenyRequestResponse
-	22, // 59: writ.admin.v1.AdminService.RevokeRequest:output_type -> writ.admin.v1.RevokeRequestResponse
-	24, // 60: writ.admin.v1.AdminService.TakeBreakGlass:output_type -> writ.admin.v1.TakeBreakGlassResponse
-	28, // 61: writ.admin.v1.AdminService.ListBreakGlass:output_type -> writ.admin.v1.ListBreakGlassResponse
-	31, // 62: writ.admin.v1.AdminService.GetBreakGlass:output_type -> writ.admin.v1.GetBreakGlassResponse
-	33, // 63: writ.admin.v1.AdminService.ReviewBreakGlass:output_type -> writ.admin.v1.ReviewBreakGlassResponse
-	51, // [51:64] is the sub-list for method output_type
-	38, // [38:51] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	2,  // 0: writ.admin.v1.ProveRecordResponse.record:type_name -> writ.admin.v1.LedgerRecord
+	43, // 1: writ.admin.v1.ExportLedgerRequest.since:type_name -> google.protobuf.Timestamp
+	43, // 2: writ.admin.v1.ExportLedgerRequest.until:type_name -> google.protobuf.Timestamp
+	2,  // 3: writ.admin.v1.ExportLedgerResponse.records:type_name -> writ.admin.v1.LedgerRecord
+	43, // 4: writ.admin.v1.SearchLedgerRequest.since:type_name -> google.protobuf.Timestamp
+	43, // 5: writ.admin.v1.SearchLedgerRequest.until:type_name -> google.protobuf.Timestamp
+	2,  // 6: writ.admin.v1.SearchLedgerResponse.records:type_name -> writ.admin.v1.LedgerRecord
+	11, // 7: writ.admin.v1.ListEntitlementsResponse.entitlements:type_name -> writ.admin.v1.Entitlement
+	44, // 8: writ.admin.v1.Entitlement.max_ttl:type_name -> google.protobuf.Duration
+	12, // 9: writ.admin.v1.Entitlement.stages:type_name -> writ.admin.v1.Stage
+	44, // 10: writ.admin.v1.Entitlement.window:type_name -> google.protobuf.Duration
+	43, // 11: writ.admin.v1.WhoAmIResponse.expires_at:type_name -> google.protobuf.Timestamp
+	44, // 12: writ.admin.v1.ExplainPolicyResponse.max_ttl:type_name -> google.protobuf.Duration
+	44, // 13: writ.admin.v1.ExplainPolicyResponse.window:type_name -> google.protobuf.Duration
+	12, // 14: writ.admin.v1.ExplainPolicyResponse.stages:type_name -> writ.admin.v1.Stage
+	44, // 15: writ.admin.v1.CreateRequestRequest.duration:type_name -> google.protobuf.Duration
+	45, // 16: writ.admin.v1.CreateRequestResponse.request:type_name -> writ.broker.v1.AccessRequest
+	45, // 17: writ.admin.v1.ListRequestsResponse.requests:type_name -> writ.broker.v1.AccessRequest
+	43, // 18: writ.admin.v1.GrantSummary.issued_at:type_name -> google.protobuf.Timestamp
+	43, // 19: writ.admin.v1.GrantSummary.expires_at:type_name -> google.protobuf.Timestamp
+	45, // 20: writ.admin.v1.GetRequestResponse.request:type_name -> writ.broker.v1.AccessRequest
+	44, // 21: writ.admin.v1.GetRequestResponse.effective_ttl:type_name -> google.protobuf.Duration
+	22, // 22: writ.admin.v1.GetRequestResponse.stages:type_name -> writ.admin.v1.StageStatus
+	23, // 23: writ.admin.v1.GetRequestResponse.grants:type_name -> writ.admin.v1.GrantSummary
+	23, // 24: writ.admin.v1.GetRequestResponse.recent_grants:type_name -> writ.admin.v1.GrantSummary
+	45, // 25: writ.admin.v1.ApproveRequestResponse.request:type_name -> writ.broker.v1.AccessRequest
+	45, // 26: writ.admin.v1.DenyRequestResponse.request:type_name -> writ.broker.v1.AccessRequest
+	45, // 27: writ.admin.v1.RevokeRequestResponse.request:type_name -> writ.broker.v1.AccessRequest
+	30, // 28: writ.admin.v1.RevokeRequestResponse.results:type_name -> writ.admin.v1.RevocationResult
+	44, // 29: writ.admin.v1.TakeBreakGlassRequest.ttl:type_name -> google.protobuf.Duration
+	46, // 30: writ.admin.v1.TakeBreakGlassResponse.credential:type_name -> writ.broker.v1.Credential
+	35, // 31: writ.admin.v1.TakeBreakGlassResponse.record:type_name -> writ.admin.v1.BreakGlassRecord
+	43, // 32: writ.admin.v1.BreakGlassReview.at:type_name -> google.protobuf.Timestamp
+	43, // 33: writ.admin.v1.BreakGlassRecord.credential_expires_at:type_name -> google.protobuf.Timestamp
+	43, // 34: writ.admin.v1.BreakGlassRecord.taken_at:type_name -> google.protobuf.Timestamp
+	43, // 35: writ.admin.v1.BreakGlassRecord.review_due:type_name -> google.protobuf.Timestamp
+	43, // 36: writ.admin.v1.BreakGlassRecord.closed_at:type_name -> google.protobuf.Timestamp
+	43, // 37: writ.admin.v1.BreakGlassRecord.escalated_at:type_name -> google.protobuf.Timestamp
+	34, // 38: writ.admin.v1.BreakGlassRecord.reviews:type_name -> writ.admin.v1.BreakGlassReview
+	35, // 39: writ.admin.v1.ListBreakGlassResponse.records:type_name -> writ.admin.v1.BreakGlassRecord
+	43, // 40: writ.admin.v1.LedgerEvent.time:type_name -> google.protobuf.Timestamp
+	35, // 41: writ.admin.v1.GetBreakGlassResponse.record:type_name -> writ.admin.v1.BreakGlassRecord
+	39, // 42: writ.admin.v1.GetBreakGlassResponse.ledger:type_name -> writ.admin.v1.LedgerEvent
+	35, // 43: writ.admin.v1.ReviewBreakGlassResponse.record:type_name -> writ.admin.v1.BreakGlassRecord
+	30, // 44: writ.admin.v1.ReviewBreakGlassResponse.results:type_name -> writ.admin.v1.RevocationResult
+	9,  // 45: writ.admin.v1.AdminService.ListEntitlements:input_type -> writ.admin.v1.ListEntitlementsRequest
+	13, // 46: writ.admin.v1.AdminService.WhoAmI:input_type -> writ.admin.v1.WhoAmIRequest
+	15, // 47: writ.admin.v1.AdminService.ExplainPolicy:input_type -> writ.admin.v1.ExplainPolicyRequest
+	17, // 48: writ.admin.v1.AdminService.CreateRequest:input_type -> writ.admin.v1.CreateRequestRequest
+	19, // 49: writ.admin.v1.AdminService.ListRequests:input_type -> writ.admin.v1.ListRequestsRequest
+	21, // 50: writ.admin.v1.AdminService.GetRequest:input_type -> writ.admin.v1.GetRequestRequest
+	25, // 51: writ.admin.v1.AdminService.ApproveRequest:input_type -> writ.admin.v1.ApproveRequestRequest
+	27, // 52: writ.admin.v1.AdminService.DenyRequest:input_type -> writ.admin.v1.DenyRequestRequest
+	29, // 53: writ.admin.v1.AdminService.RevokeRequest:input_type -> writ.admin.v1.RevokeRequestRequest
+	32, // 54: writ.admin.v1.AdminService.TakeBreakGlass:input_type -> writ.admin.v1.TakeBreakGlassRequest
+	36, // 55: writ.admin.v1.AdminService.ListBreakGlass:input_type -> writ.admin.v1.ListBreakGlassRequest
+	38, // 56: writ.admin.v1.AdminService.GetBreakGlass:input_type -> writ.admin.v1.GetBreakGlassRequest
+	41, // 57: writ.admin.v1.AdminService.ReviewBreakGlass:input_type -> writ.admin.v1.ReviewBreakGlassRequest
+	3,  // 58: writ.admin.v1.AdminService.ExportLedger:input_type -> writ.admin.v1.ExportLedgerRequest
+	5,  // 59: writ.admin.v1.AdminService.SearchLedger:input_type -> writ.admin.v1.SearchLedgerRequest
+	7,  // 60: writ.admin.v1.AdminService.Snapshot:input_type -> writ.admin.v1.SnapshotRequest
+	0,  // 61: writ.admin.v1.AdminService.ProveRecord:input_type -> writ.admin.v1.ProveRecordRequest
+	10, // 62: writ.admin.v1.AdminService.ListEntitlements:output_type -> writ.admin.v1.ListEntitlementsResponse
+	14, // 63: writ.admin.v1.AdminService.WhoAmI:output_type -> writ.admin.v1.WhoAmIResponse
+	16, // 64: writ.admin.v1.AdminService.ExplainPolicy:output_type -> writ.admin.v1.ExplainPolicyResponse
+	18, // 65: writ.admin.v1.AdminService.CreateRequest:output_type -> writ.admin.v1.CreateRequestResponse
+	20, // 66: writ.admin.v1.AdminService.ListRequests:output_type -> writ.admin.v1.ListRequestsResponse
+	24, // 67: writ.admin.v1.AdminService.GetRequest:output_type -> writ.admin.v1.GetRequestResponse
+	26, // 68: writ.admin.v1.AdminService.ApproveRequest:output_type -> writ.admin.v1.ApproveRequestResponse
+	28, // 69: writ.admin.v1.AdminService.DenyRequest:output_type -> writ.admin.v1.DenyRequestResponse
+	31, // 70: writ.admin.v1.AdminService.RevokeRequest:output_type -> writ.admin.v1.RevokeRequestResponse
+	33, // 71: writ.admin.v1.AdminService.TakeBreakGlass:output_type -> writ.admin.v1.TakeBreakGlassResponse
+	37, // 72: writ.admin.v1.AdminService.ListBreakGlass:output_type -> writ.admin.v1.ListBreakGlassResponse
+	40, // 73: writ.admin.v1.AdminService.GetBreakGlass:output_type -> writ.admin.v1.GetBreakGlassResponse
+	42, // 74: writ.admin.v1.AdminService.ReviewBreakGlass:output_type -> writ.admin.v1.ReviewBreakGlassResponse
+	4,  // 75: writ.admin.v1.AdminService.ExportLedger:output_type -> writ.admin.v1.ExportLedgerResponse
+	6,  // 76: writ.admin.v1.AdminService.SearchLedger:output_type -> writ.admin.v1.SearchLedgerResponse
+	8,  // 77: writ.admin.v1.AdminService.Snapshot:output_type -> writ.admin.v1.SnapshotResponse
+	1,  // 78: writ.admin.v1.AdminService.ProveRecord:output_type -> writ.admin.v1.ProveRecordResponse
+	62, // [62:79] is the sub-list for method output_type
+	45, // [45:62] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_writ_admin_v1_admin_service_proto_init() }
@@ -2626,7 +3275,7 @@ func file_writ_admin_v1_admin_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_writ_admin_v1_admin_service_proto_rawDesc), len(file_writ_admin_v1_admin_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   34,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

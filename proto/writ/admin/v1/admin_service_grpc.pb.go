@@ -32,6 +32,10 @@ const (
 	AdminService_ListBreakGlass_FullMethodName   = "/writ.admin.v1.AdminService/ListBreakGlass"
 	AdminService_GetBreakGlass_FullMethodName    = "/writ.admin.v1.AdminService/GetBreakGlass"
 	AdminService_ReviewBreakGlass_FullMethodName = "/writ.admin.v1.AdminService/ReviewBreakGlass"
+	AdminService_ExportLedger_FullMethodName     = "/writ.admin.v1.AdminService/ExportLedger"
+	AdminService_SearchLedger_FullMethodName     = "/writ.admin.v1.AdminService/SearchLedger"
+	AdminService_Snapshot_FullMethodName         = "/writ.admin.v1.AdminService/Snapshot"
+	AdminService_ProveRecord_FullMethodName      = "/writ.admin.v1.AdminService/ProveRecord"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -79,6 +83,24 @@ type AdminServiceClient interface {
 	// ReviewBreakGlass records the caller's verdict. The taker cannot review.
 	// "unjustified" closes the review at once and revokes what is still live.
 	ReviewBreakGlass(ctx context.Context, in *ReviewBreakGlassRequest, opts ...grpc.CallOption) (*ReviewBreakGlassResponse, error)
+	// ExportLedger streams the stored ledger records that match, in sequence
+	// order, each exactly as stored (the bytes the verifier and the Merkle
+	// tree hash). Records appended during the export may or may not be seen.
+	ExportLedger(ctx context.Context, in *ExportLedgerRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportLedgerResponse], error)
+	// SearchLedger returns one page of the records that match, newest first
+	// unless oldest_first is set, using the broker's ledger indexes.
+	SearchLedger(ctx context.Context, in *SearchLedgerRequest, opts ...grpc.CallOption) (*SearchLedgerResponse, error)
+	// Snapshot streams a consistent copy of the broker's whole database file
+	// (bbolt's Tx.WriteTo, one read transaction) while it keeps serving: a
+	// backup, and a file `writ audit verify` can check offline.
+	Snapshot(ctx context.Context, in *SnapshotRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SnapshotResponse], error)
+	// ProveRecord returns a record (by grant ID: the grant's first record; or
+	// by sequence number), its RFC 6962 inclusion proof and the newest signed
+	// checkpoint, which the proof leads to. Check it with
+	// tlog.CheckRecord(proof, checkpoint size, checkpoint root, seq-1,
+	// tlog.RecordHash(record)). FAILED_PRECONDITION until a checkpoint covers
+	// the record.
+	ProveRecord(ctx context.Context, in *ProveRecordRequest, opts ...grpc.CallOption) (*ProveRecordResponse, error)
 }
 
 type adminServiceClient struct {
@@ -219,6 +241,64 @@ func (c *adminServiceClient) ReviewBreakGlass(ctx context.Context, in *ReviewBre
 	return out, nil
 }
 
+func (c *adminServiceClient) ExportLedger(ctx context.Context, in *ExportLedgerRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportLedgerResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &AdminService_ServiceDesc.Streams[0], AdminService_ExportLedger_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ExportLedgerRequest, ExportLedgerResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AdminService_ExportLedgerClient = grpc.ServerStreamingClient[ExportLedgerResponse]
+
+func (c *adminServiceClient) SearchLedger(ctx context.Context, in *SearchLedgerRequest, opts ...grpc.CallOption) (*SearchLedgerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SearchLedgerResponse)
+	err := c.cc.Invoke(ctx, AdminService_SearchLedger_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) Snapshot(ctx context.Context, in *SnapshotRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SnapshotResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &AdminService_ServiceDesc.Streams[1], AdminService_Snapshot_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[SnapshotRequest, SnapshotResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AdminService_SnapshotClient = grpc.ServerStreamingClient[SnapshotResponse]
+
+func (c *adminServiceClient) ProveRecord(ctx context.Context, in *ProveRecordRequest, opts ...grpc.CallOption) (*ProveRecordResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ProveRecordResponse)
+	err := c.cc.Invoke(ctx, AdminService_ProveRecord_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -264,6 +344,24 @@ type AdminServiceServer interface {
 	// ReviewBreakGlass records the caller's verdict. The taker cannot review.
 	// "unjustified" closes the review at once and revokes what is still live.
 	ReviewBreakGlass(context.Context, *ReviewBreakGlassRequest) (*ReviewBreakGlassResponse, error)
+	// ExportLedger streams the stored ledger records that match, in sequence
+	// order, each exactly as stored (the bytes the verifier and the Merkle
+	// tree hash). Records appended during the export may or may not be seen.
+	ExportLedger(*ExportLedgerRequest, grpc.ServerStreamingServer[ExportLedgerResponse]) error
+	// SearchLedger returns one page of the records that match, newest first
+	// unless oldest_first is set, using the broker's ledger indexes.
+	SearchLedger(context.Context, *SearchLedgerRequest) (*SearchLedgerResponse, error)
+	// Snapshot streams a consistent copy of the broker's whole database file
+	// (bbolt's Tx.WriteTo, one read transaction) while it keeps serving: a
+	// backup, and a file `writ audit verify` can check offline.
+	Snapshot(*SnapshotRequest, grpc.ServerStreamingServer[SnapshotResponse]) error
+	// ProveRecord returns a record (by grant ID: the grant's first record; or
+	// by sequence number), its RFC 6962 inclusion proof and the newest signed
+	// checkpoint, which the proof leads to. Check it with
+	// tlog.CheckRecord(proof, checkpoint size, checkpoint root, seq-1,
+	// tlog.RecordHash(record)). FAILED_PRECONDITION until a checkpoint covers
+	// the record.
+	ProveRecord(context.Context, *ProveRecordRequest) (*ProveRecordResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -312,6 +410,18 @@ func (UnimplementedAdminServiceServer) GetBreakGlass(context.Context, *GetBreakG
 }
 func (UnimplementedAdminServiceServer) ReviewBreakGlass(context.Context, *ReviewBreakGlassRequest) (*ReviewBreakGlassResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReviewBreakGlass not implemented")
+}
+func (UnimplementedAdminServiceServer) ExportLedger(*ExportLedgerRequest, grpc.ServerStreamingServer[ExportLedgerResponse]) error {
+	return status.Error(codes.Unimplemented, "method ExportLedger not implemented")
+}
+func (UnimplementedAdminServiceServer) SearchLedger(context.Context, *SearchLedgerRequest) (*SearchLedgerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SearchLedger not implemented")
+}
+func (UnimplementedAdminServiceServer) Snapshot(*SnapshotRequest, grpc.ServerStreamingServer[SnapshotResponse]) error {
+	return status.Error(codes.Unimplemented, "method Snapshot not implemented")
+}
+func (UnimplementedAdminServiceServer) ProveRecord(context.Context, *ProveRecordRequest) (*ProveRecordResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ProveRecord not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -568,6 +678,64 @@ func _AdminService_ReviewBreakGlass_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_ExportLedger_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ExportLedgerRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AdminServiceServer).ExportLedger(m, &grpc.GenericServerStream[ExportLedgerRequest, ExportLedgerResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AdminService_ExportLedgerServer = grpc.ServerStreamingServer[ExportLedgerResponse]
+
+func _AdminService_SearchLedger_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SearchLedgerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).SearchLedger(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_SearchLedger_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).SearchLedger(ctx, req.(*SearchLedgerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_Snapshot_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(SnapshotRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AdminServiceServer).Snapshot(m, &grpc.GenericServerStream[SnapshotRequest, SnapshotResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AdminService_SnapshotServer = grpc.ServerStreamingServer[SnapshotResponse]
+
+func _AdminService_ProveRecord_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ProveRecordRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ProveRecord(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ProveRecord_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ProveRecord(ctx, req.(*ProveRecordRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -627,7 +795,26 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "ReviewBreakGlass",
 			Handler:    _AdminService_ReviewBreakGlass_Handler,
 		},
+		{
+			MethodName: "SearchLedger",
+			Handler:    _AdminService_SearchLedger_Handler,
+		},
+		{
+			MethodName: "ProveRecord",
+			Handler:    _AdminService_ProveRecord_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "ExportLedger",
+			Handler:       _AdminService_ExportLedger_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "Snapshot",
+			Handler:       _AdminService_Snapshot_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "writ/admin/v1/admin_service.proto",
 }
