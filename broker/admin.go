@@ -297,6 +297,7 @@ func (s *Server) review(ctx context.Context, id string, d approval.Decision, com
 		}
 		return approval.Request{}, refused
 	}
+	s.hub.Changed(id)
 	switch r.State {
 	case approval.StateApproved:
 		s.notifier.Notify(ctx, notify.Event{Kind: "request.approved", RequestID: r.ID, Entitlement: r.Entitlement,

@@ -180,6 +180,8 @@ func (s *Server) authorize(method string, r Rule, c caller) (caller, error) {
 		return caller{}, fmt.Errorf("%s is for workloads: %w", name, errNotWorkload)
 	case len(r.PeopleIn) > 0:
 		return caller{}, fmt.Errorf("%s may not call %s: it needs membership in one of %v: %w", c.person.Principal, name, r.PeopleIn, errNotPermitted)
+	case r.Auditors && !r.People:
+		return caller{}, fmt.Errorf("%s may not call %s: it needs membership in one of the auditor groups %v (admin.auditor_groups): %w", c.person.Principal, name, s.auditorGroups, errNotPermitted)
 	default:
 		return caller{}, fmt.Errorf("%s may not call %s: %w", c.person.Principal, name, errNotPermitted)
 	}

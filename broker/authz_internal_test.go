@@ -63,6 +63,10 @@ func TestAuthorize_EveryRule(t *testing.T) {
 		adminv1.AdminService_ListBreakGlass_FullMethodName:      staff,
 		adminv1.AdminService_GetBreakGlass_FullMethodName:       staff,
 		adminv1.AdminService_ReviewBreakGlass_FullMethodName:    people,
+		adminv1.AdminService_ExportLedger_FullMethodName:        "operator auditor",
+		adminv1.AdminService_SearchLedger_FullMethodName:        "operator auditor",
+		adminv1.AdminService_Snapshot_FullMethodName:            "operator auditor",
+		adminv1.AdminService_ProveRecord_FullMethodName:         "operator auditor",
 	}
 	for method, rule := range rules {
 		if rule.Public {

@@ -211,6 +211,14 @@ func (l *memLedger) Append(_ context.Context, e audit.Event) (audit.Entry, error
 	return audit.Entry{Seq: l.seq.Add(1), Time: time.Now().UTC(), Event: e}, nil
 }
 
+// Prepare implements broker.LedgerPreparer, which the broker requires with
+// approvals configured: the few decisions a bench makes are recorded in the
+// store's own ledger, in their transaction; grants, which are measured, go
+// through Append.
+func (l *memLedger) Prepare(e audit.Event) (audit.Build, error) {
+	return audit.Prepare(e, time.Now())
+}
+
 // issueOp returns an Op that requests entitlement over client.
 func issueOp(client brokerv1.BrokerServiceClient, entitlement string) Op {
 	req := &brokerv1.IssueCredentialRequest{Entitlement: entitlement}

@@ -78,11 +78,19 @@ func (l *Log) Append(ctx context.Context, ev Event) (Entry, error) {
 // Prepare returns ErrInvalid if ev has no Action or a string that is not
 // valid UTF-8.
 func (l *Log) Prepare(ev Event) (Build, error) {
+	return Prepare(ev, l.now())
+}
+
+// Prepare is Log.Prepare with the time given: it checks and normalizes ev,
+// stamps it with now (in UTC) and returns the Build that links it to
+// whatever head it is given. It returns ErrInvalid if ev has no Action or a
+// string that is not valid UTF-8.
+func Prepare(ev Event, now time.Time) (Build, error) {
 	if ev.Action == "" {
 		return nil, fmt.Errorf("audit: append: empty action: %w", ErrInvalid)
 	}
 	ev = normalize(ev)
-	now := l.now().UTC()
+	now = now.UTC()
 	if err := validateFields(Entry{Time: now, Event: ev}); err != nil {
 		return nil, fmt.Errorf("audit: append %s: %w", ev.Action, err)
 	}
