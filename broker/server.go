@@ -99,6 +99,12 @@ type Config struct {
 	// Grants finds a credential's newest ledger entry, for RenewCredential
 	// and ReleaseCredential; nil disables them.
 	Grants GrantLookup
+	// Intents, if set, durably records every credential minted through an
+	// issuer that implements OrphanFinder (Vault tokens and leases) before
+	// it is minted, for the reconciler (ReconcileIntents, reliability case
+	// T1). Nil disables intents: a crash between minting and recording
+	// then leaves the credential live until its TTL.
+	Intents IntentStore
 	// Metrics, if set, receives grant and ledger measurements.
 	Metrics *Metrics
 	// Logger defaults to discarding.
@@ -132,6 +138,12 @@ type Server struct {
 	now           func() time.Time
 	newID         func() string
 	revokeTimeout time.Duration
+
+	intents  IntentStore
+	inflight inflight
+	// afterMint is the test crash hook: returning true stops the pipeline
+	// right after the issuer minted, as a kill -9 would.
+	afterMint func(approval.Grant) bool
 }
 
 var (
@@ -169,6 +181,7 @@ func New(cfg Config) (*Server, error) {
 		now:           cfg.Now,
 		newID:         cfg.NewID,
 		revokeTimeout: cfg.RevokeTimeout,
+		intents:       cfg.Intents,
 	}
 	for _, id := range cfg.Operators {
 		s.operators[id] = true

@@ -166,12 +166,15 @@ func start(ctx context.Context, cfg Config, logOut io.Writer, opts startOptions)
 		Revoker:   revoker,
 		Notifier:  notifier,
 		Grants:    store,
+		Intents:   store,
 		Metrics:   broker.NewMetrics(reg, func(name string) bool { _, ok := pol.Entitlements[name]; return ok }),
 		Logger:    m.log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", cfg.Policy, err)
 	}
+
+	m.reconcileAtStart(ctx, srv)
 
 	m.grpcServer = grpc.NewServer(append(serverLimits(),
 		grpc.Creds(spiffe.ServerCredentials(src, tlsconfig.AuthorizeMemberOf(td))),
@@ -205,6 +208,7 @@ func start(ctx context.Context, cfg Config, logOut io.Writer, opts startOptions)
 
 	go srv.RunExpiry(bg, expiryInterval)
 	go revoker.Run(bg, revocationInterval)
+	go srv.RunReconciler(bg, reconcileInterval)
 
 	m.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	m.log.Info("writd serving",

@@ -28,12 +28,13 @@ var (
 	deniedJTIsBucket    = []byte("denied_jtis")
 	breakGlassBucket    = []byte("breakglass")
 	ledgerByGrantBucket = []byte("ledger_by_grant")
+	intentsBucket       = []byte("intents")
 )
 
 // dataBuckets are created by a writable Open next to the ledger. Adding a
 // bucket is backward compatible (older code ignores it), so it does not
 // change schemaVersion.
-var dataBuckets = [][]byte{ledgerBucket, requestsBucket, grantsBucket, grantsByBenefBucket, revocationsBucket, deniedJTIsBucket, breakGlassBucket, ledgerByGrantBucket}
+var dataBuckets = [][]byte{ledgerBucket, requestsBucket, grantsBucket, grantsByBenefBucket, revocationsBucket, deniedJTIsBucket, breakGlassBucket, ledgerByGrantBucket, intentsBucket}
 
 // fileMode is the mode Open creates the database file with.
 const fileMode fs.FileMode = 0o600
