@@ -352,4 +352,3 @@ func expireTime(t *testing.T, s *api.Secret) time.Time {
 	}
 	return exp
 }
-
