@@ -126,7 +126,7 @@ func TestCrash_RevokesAndApprovals(t *testing.T) {
 // decisionStats counts what checkDecisions saw.
 type decisionStats struct {
 	Requests, Approved, Revoked, Grants, UnderRevoked, Denied, Queued, Expired int
-	RevokeAgainOK, RevokeAgainRefused                                         int
+	RevokeAgainOK, RevokeAgainRefused                                          int
 }
 
 // checkDecisions revokes every revoked request again through the running

@@ -68,6 +68,7 @@ type Options struct {
 type Store struct {
 	db        *bolt.DB
 	appending atomic.Int64 // AppendEntry calls in progress
+	intenting atomic.Int64 // BeginIntent and ClearIntent calls in progress
 }
 
 // Open opens the database at path, creating it with mode 0600 (and its
