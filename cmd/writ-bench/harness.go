@@ -5,29 +5,23 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
+	"os"
 	"path/filepath"
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/keepalive"
 
-	"github.com/writ-dev/writ/approval"
-	"github.com/writ-dev/writ/broker"
 	"github.com/writ-dev/writ/internal/audit"
+	"github.com/writ-dev/writ/internal/daemon"
 	"github.com/writ-dev/writ/internal/jwtissuer"
-	"github.com/writ-dev/writ/internal/policy"
 	"github.com/writ-dev/writ/internal/spiffe"
 	"github.com/writ-dev/writ/internal/spiffe/devca"
-	"github.com/writ-dev/writ/internal/store/boltstore"
 	brokerv1 "github.com/writ-dev/writ/proto/writ/broker/v1"
 )
 
@@ -118,114 +112,91 @@ const (
 
 // brokerConfig configures an in-process broker.
 type brokerConfig struct {
-	// Dir holds the bbolt file and the JWT signing key.
+	// Dir holds the policy, the SVID files, the bbolt file and the JWT
+	// signing key.
 	Dir string
 	// PKI supplies the server SVID and trust bundle.
 	PKI *pki
 	// Ledger is ledgerDurable or ledgerMemory.
 	Ledger string
-	// Vault, if set, issues bench-vault grants.
-	Vault broker.Issuer
+	// Vault, if set, issues bench-vault grants through the daemon's own
+	// Vault client, logged in with a token.
+	Vault *vaultTarget
 }
 
-// brokerHarness is a broker serving gRPC with mTLS on a loopback port,
-// wired as cmd/writd wires it: policy, bbolt ledger, EdDSA JWT issuer,
-// optional Vault issuer, metrics, an info-level JSON logger (written to
-// io.Discard, so formatting is paid but not I/O) and the same server
-// options.
+// vaultTarget is a Vault the broker mints tokens from.
+type vaultTarget struct {
+	Address, Token string
+}
+
+// brokerHarness is a broker built by internal/daemon, exactly as writd
+// serve builds it, from a configuration file's worth of settings: policy,
+// SVID files, bbolt ledger, EdDSA JWT issuer, optional Vault issuer,
+// metrics, an info-level JSON logger (written to io.Discard, so formatting
+// is paid but not I/O) and the same server options. Only the gRPC listener
+// is opened (no HTTP or admin listener), and the memory ledger variant
+// replaces the durable ledger.
 type brokerHarness struct {
-	Addr  string
-	store *boltstore.Store // nil with the memory ledger
-	gs    *grpc.Server
+	Addr   string
+	d      *daemon.Daemon
+	memory bool
 }
 
 func startBroker(cfg brokerConfig) (_ *brokerHarness, err error) {
-	pol, err := policy.Parse("bench-policy.yaml", []byte(benchPolicy(cfg.Vault != nil)))
+	files, err := devca.WriteSVID(filepath.Join(cfg.Dir, "svid"), cfg.PKI.server.SVID, cfg.PKI.server.Bundle)
 	if err != nil {
 		return nil, err
 	}
-	h := &brokerHarness{}
-	defer func() {
-		if err != nil {
-			_ = h.Close()
+	policyFile := filepath.Join(cfg.Dir, "policy.yaml")
+	if err := os.WriteFile(policyFile, []byte(benchPolicy(cfg.Vault != nil)), 0o600); err != nil {
+		return nil, err
+	}
+	c := daemon.DefaultConfig()
+	c.Listen = "127.0.0.1:0"
+	c.HTTP.Listen = ""
+	c.SVID = daemon.SVIDConfig{CertFile: files.Cert, KeyFile: files.Key, BundleFile: files.Bundle, ReloadInterval: time.Minute}
+	c.Policy = policyFile
+	c.DataDir = filepath.Join(cfg.Dir, "data")
+	c.JWT = daemon.JWTConfig{Issuer: "https://writ-bench.invalid", Algorithm: jwtissuer.AlgEdDSA}
+	c.Log = daemon.LogConfig{Level: "info", Format: "json"}
+	if v := cfg.Vault; v != nil {
+		tokenFile := filepath.Join(cfg.Dir, "vault-token")
+		if err := os.WriteFile(tokenFile, []byte(v.Token), 0o600); err != nil {
+			return nil, err
 		}
-	}()
-	var ledger broker.Ledger
+		c.Vault = &daemon.VaultConfig{Address: v.Address, TokenFile: tokenFile, Timeout: 10 * time.Second}
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("bench broker configuration: %w", err)
+	}
+	opts := daemon.Options{LogOutput: io.Discard}
 	switch cfg.Ledger {
 	case ledgerDurable:
-		if h.store, err = boltstore.Open(filepath.Join(cfg.Dir, "writ.db"), boltstore.Options{}); err != nil {
-			return nil, err
-		}
-		if ledger, err = audit.New(audit.Config{Store: h.store}); err != nil {
-			return nil, err
-		}
 	case ledgerMemory:
-		ledger = &memLedger{}
+		opts.Ledger = &memLedger{}
 	default:
 		return nil, fmt.Errorf("unknown ledger %q", cfg.Ledger)
 	}
-	logger := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	jwtIss, err := jwtissuer.New(jwtissuer.Config{
-		KeyFile:   filepath.Join(cfg.Dir, "jwt-signing-key.pem"),
-		Algorithm: jwtissuer.AlgEdDSA,
-		Issuer:    "https://writ-bench.invalid",
-		Logger:    logger,
-	})
+	d, err := daemon.New(context.Background(), c, opts)
 	if err != nil {
 		return nil, err
 	}
-	issuers := map[approval.CredentialKind]broker.Issuer{approval.KindJWT: jwtIss}
-	if cfg.Vault != nil {
-		issuers[approval.KindVaultToken] = cfg.Vault
-	}
-	srv, err := broker.New(broker.Config{
-		Policy:  pol,
-		Issuers: issuers,
-		Ledger:  ledger,
-		Metrics: broker.NewMetrics(prometheus.NewRegistry(), func(name string) bool { _, ok := pol.Entitlements[name]; return ok }),
-		Logger:  logger,
-	})
-	if err != nil {
-		return nil, err
-	}
-	h.gs = grpc.NewServer(
-		grpc.Creds(spiffe.ServerCredentials(cfg.PKI.server, tlsconfig.AuthorizeMemberOf(benchTD))),
-		grpc.ChainUnaryInterceptor(srv.UnaryInterceptor()),
-		grpc.ChainStreamInterceptor(srv.StreamInterceptor()),
-		grpc.MaxRecvMsgSize(64<<10),
-		grpc.MaxConcurrentStreams(256),
-		grpc.ConnectionTimeout(10*time.Second),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 15 * time.Minute}),
-	)
-	srv.Register(h.gs)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	h.Addr = lis.Addr().String()
-	go func() { _ = h.gs.Serve(lis) }()
-	return h, nil
+	return &brokerHarness{Addr: d.GRPCAddr.String(), d: d, memory: cfg.Ledger == ledgerMemory}, nil
 }
 
 // VerifyLedger checks the durable ledger's hash chain and returns its
 // length; it reports ok=false for the memory ledger.
 func (h *brokerHarness) VerifyLedger(ctx context.Context) (records uint64, ok bool, err error) {
-	if h.store == nil {
+	if h.memory {
 		return 0, false, nil
 	}
-	sum, err := audit.Verify(ctx, h.store)
+	sum, err := audit.Verify(ctx, h.d.Store())
 	return sum.Records, true, err
 }
 
-// Close stops the server and closes the store.
+// Close stops the broker as writd does and closes its store.
 func (h *brokerHarness) Close() error {
-	if h.gs != nil {
-		h.gs.Stop()
-	}
-	if h.store != nil {
-		return h.store.Close()
-	}
+	h.d.Shutdown()
 	return nil
 }
 

@@ -5,8 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -171,15 +169,7 @@ func vaultScenario(ctx context.Context, dir string, p *pki, bin string) (_ *scen
 	if err != nil {
 		return nil, err
 	}
-	iss, err := vault.New(vault.Config{
-		Address: v.Addr,
-		Token:   token,
-		Logger:  slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo})),
-	})
-	if err != nil {
-		return nil, err
-	}
-	b, err := startBroker(brokerConfig{Dir: mkdir(dir, "broker"), PKI: p, Ledger: ledgerDurable, Vault: iss})
+	b, err := startBroker(brokerConfig{Dir: mkdir(dir, "broker"), PKI: p, Ledger: ledgerDurable, Vault: &vaultTarget{Address: v.Addr, Token: token}})
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,8 @@ import (
 	"io"
 
 	"github.com/spf13/cobra"
+
+	"github.com/writ-dev/writ/internal/daemon"
 )
 
 // run parses args and runs the chosen command until ctx is done.
@@ -30,11 +32,11 @@ func serveCmd(logOut io.Writer) *cobra.Command {
 		Short: "Run the broker from a configuration file",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := LoadConfig(path)
+			cfg, err := daemon.LoadConfig(path)
 			if err != nil {
 				return err
 			}
-			m, err := Start(cmd.Context(), cfg, logOut)
+			m, err := daemon.New(cmd.Context(), cfg, daemon.Options{LogOutput: logOut})
 			if err != nil {
 				return err
 			}
@@ -54,7 +56,7 @@ func checkCmd(out io.Writer) *cobra.Command {
 		Short: "Validate a configuration file and the policy it names, then exit",
 		Args:  cobra.NoArgs,
 		RunE: func(_ *cobra.Command, _ []string) error {
-			cfg, err := LoadConfig(path)
+			cfg, err := daemon.LoadConfig(path)
 			if err != nil {
 				return err
 			}

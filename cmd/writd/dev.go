@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/writ-dev/writ/internal/daemon"
 	"github.com/writ-dev/writ/internal/oidc"
 	"github.com/writ-dev/writ/internal/policy"
 	"github.com/writ-dev/writ/internal/spiffe/devca"
@@ -164,12 +165,12 @@ func devCmd(stdout, logOut io.Writer) *cobra.Command {
 				closeAll()
 				return err
 			}
-			cfg.OIDC = &OIDCConfig{Issuer: cfg.JWT.Issuer + "/dev-oidc", Audience: oidc.DevAudience}
+			cfg.OIDC = &daemon.OIDCConfig{Issuer: cfg.JWT.Issuer + "/dev-oidc", Audience: oidc.DevAudience}
 			if err := cfg.Validate(); err != nil {
 				closeAll()
 				return err
 			}
-			m, err := start(cmd.Context(), cfg, logOut, startOptions{grpcLis: glis, httpLis: hlis, adminLis: alis, devOIDC: dev})
+			m, err := daemon.New(cmd.Context(), cfg, daemon.Options{LogOutput: logOut, GRPCListener: glis, HTTPListener: hlis, AdminListener: alis, DevOIDC: dev})
 			if err != nil {
 				closeAll()
 				return err
@@ -192,25 +193,25 @@ func devCmd(stdout, logOut io.Writer) *cobra.Command {
 
 // prepareDev creates or refreshes the dev CA, SVIDs and policy in dir and
 // returns the configuration that serves them.
-func prepareDev(dir string, now func() time.Time) (Config, error) {
+func prepareDev(dir string, now func() time.Time) (daemon.Config, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return Config{}, err
+		return daemon.Config{}, err
 	}
 	td := spiffeid.RequireTrustDomainFromString(devTrustDomain)
 	ca, err := devca.LoadOrCreate(filepath.Join(dir, "ca"), td, now)
 	if err != nil {
-		return Config{}, fmt.Errorf("dev CA: %w", err)
+		return daemon.Config{}, fmt.Errorf("dev CA: %w", err)
 	}
 	var brokerFiles devca.Files
 	for _, who := range []string{"writd", "demo", "outsider", "operator"} {
 		id := spiffeid.RequireFromPath(td, "/"+who)
 		svid, err := ca.Issue(id, devca.IssueOptions{})
 		if err != nil {
-			return Config{}, fmt.Errorf("dev SVID for %s: %w", id, err)
+			return daemon.Config{}, fmt.Errorf("dev SVID for %s: %w", id, err)
 		}
 		files, err := devca.WriteSVID(filepath.Join(dir, who), svid, ca.Bundle())
 		if err != nil {
-			return Config{}, err
+			return daemon.Config{}, err
 		}
 		if who == "writd" {
 			brokerFiles = files
@@ -218,20 +219,20 @@ func prepareDev(dir string, now func() time.Time) (Config, error) {
 	}
 	// People verify the broker with the trust bundle.
 	if err := os.WriteFile(filepath.Join(dir, "bundle.pem"), bundlePEM(ca), 0o644); err != nil {
-		return Config{}, err
+		return daemon.Config{}, err
 	}
 	policyPath := filepath.Join(dir, "policy.yaml")
 	if _, err := os.Stat(policyPath); errors.Is(err, fs.ErrNotExist) {
 		if err := os.WriteFile(policyPath, []byte(devPolicy), 0o600); err != nil {
-			return Config{}, err
+			return daemon.Config{}, err
 		}
 	}
-	cfg := DefaultConfig()
-	cfg.SVID = SVIDConfig{CertFile: brokerFiles.Cert, KeyFile: brokerFiles.Key, BundleFile: brokerFiles.Bundle, ReloadInterval: 5 * time.Second}
+	cfg := daemon.DefaultConfig()
+	cfg.SVID = daemon.SVIDConfig{CertFile: brokerFiles.Cert, KeyFile: brokerFiles.Key, BundleFile: brokerFiles.Bundle, ReloadInterval: 5 * time.Second}
 	cfg.Policy = policyPath
 	cfg.DataDir = dir
 	cfg.Admin.Operators = []string{"spiffe://" + devTrustDomain + "/operator"}
-	cfg.Log = LogConfig{Level: "info", Format: "text"}
+	cfg.Log = daemon.LogConfig{Level: "info", Format: "text"}
 	return cfg, nil
 }
 

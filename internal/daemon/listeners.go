@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -23,7 +23,7 @@ import (
 
 // startHTTP serves the JWKS, the JWT deny-list, metrics, health and, in dev
 // mode only, the dev OIDC issuer.
-func (m *Main) startHTTP(opts startOptions, reg *prometheus.Registry, issuers issuerSet, store *boltstore.Store) error {
+func (m *Daemon) startHTTP(opts Options, reg *prometheus.Registry, issuers issuerSet, store *boltstore.Store) error {
 	cfg := m.cfg.HTTP
 	if cfg.Listen == "" {
 		return nil
@@ -40,10 +40,10 @@ func (m *Main) startHTTP(opts startOptions, reg *prometheus.Registry, issuers is
 	}, nil))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
-	if opts.devOIDC != nil {
-		mux.Handle("/dev-oidc/", opts.devOIDC.Handler())
+	if opts.DevOIDC != nil {
+		mux.Handle("/dev-oidc/", opts.DevOIDC.Handler())
 	}
-	hl := opts.httpLis
+	hl := opts.HTTPListener
 	if hl == nil {
 		var err error
 		if hl, err = net.Listen("tcp", cfg.Listen); err != nil {
@@ -69,7 +69,7 @@ func (m *Main) startHTTP(opts startOptions, reg *prometheus.Registry, issuers is
 
 // startAdmin opens the admin listener, where people reach the admin API
 // over TLS (the broker presents its SVID) with an OIDC ID token.
-func (m *Main) startAdmin(opts startOptions, srv *broker.Server, src spiffe.Source) error {
+func (m *Daemon) startAdmin(opts Options, srv *broker.Server, src spiffe.Source) error {
 	if m.cfg.Admin.Listen == "" {
 		return nil
 	}
@@ -80,7 +80,7 @@ func (m *Main) startAdmin(opts startOptions, srv *broker.Server, src spiffe.Sour
 	)...)
 	srv.RegisterAdmin(m.adminServer)
 	healthpb.RegisterHealthServer(m.adminServer, m.health)
-	al := opts.adminLis
+	al := opts.AdminListener
 	if al == nil {
 		var err error
 		if al, err = net.Listen("tcp", m.cfg.Admin.Listen); err != nil {

@@ -1,8 +1,7 @@
-package main
+package daemon
 
 import (
 	"context"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -158,9 +157,9 @@ func TestStart_JWTSVIDFiles(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	m, err := Start(ctx, cfg, io.Discard)
+	m, err := New(ctx, cfg, Options{})
 	if err != nil {
-		t.Fatalf("Start() = %v", err)
+		t.Fatalf("New() = %v", err)
 	}
 	shutdown := sync.OnceFunc(m.Shutdown)
 	t.Cleanup(shutdown)

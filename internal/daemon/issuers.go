@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -28,7 +28,7 @@ type issuerSet struct {
 
 // buildIssuers builds the local JWT issuer and, with a vault block, the
 // Vault issuers over one logged-in client.
-func (m *Main) buildIssuers(ctx context.Context, pol *approval.Policy, store *boltstore.Store, src spiffe.Source, reg prometheus.Registerer) (issuerSet, error) {
+func (m *Daemon) buildIssuers(ctx context.Context, pol *approval.Policy, store *boltstore.Store, src spiffe.Source, reg prometheus.Registerer) (issuerSet, error) {
 	cfg := m.cfg
 	set := issuerSet{byKind: map[approval.CredentialKind]broker.Issuer{}}
 	var err error
@@ -69,7 +69,7 @@ func (m *Main) buildIssuers(ctx context.Context, pol *approval.Policy, store *bo
 
 // newRevoker builds the revoker whose durable queue lives in the store;
 // revocations that succeed only after a retry are recorded in the ledger.
-func (m *Main) newRevoker(issuers map[approval.CredentialKind]broker.Issuer, store *boltstore.Store, ledger *audit.Log) (*revoke.Revoker, error) {
+func (m *Daemon) newRevoker(issuers map[approval.CredentialKind]broker.Issuer, store *boltstore.Store, ledger broker.Ledger) (*revoke.Revoker, error) {
 	revokers := make(map[approval.CredentialKind]revoke.Issuer, len(issuers))
 	for k, iss := range issuers {
 		revokers[k] = iss
@@ -94,7 +94,7 @@ func (m *Main) newRevoker(issuers map[approval.CredentialKind]broker.Issuer, sto
 }
 
 // newNotifier returns the webhook notifier, or nil when none is configured.
-func (m *Main) newNotifier() (broker.Notifier, error) {
+func (m *Daemon) newNotifier() (broker.Notifier, error) {
 	f := m.cfg.Notify.WebhookURLFile
 	if f == "" {
 		return nil, nil

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -31,8 +31,9 @@ import (
 	"github.com/writ-dev/writ/internal/store/boltstore"
 )
 
-// Main is a running broker: the composition root, the only place adapters meet.
-type Main struct {
+// Daemon is a running broker: the composition root, the only place adapters
+// meet. cmd/writd (serve and dev) and cmd/writ-bench build it with New.
+type Daemon struct {
 	cfg    Config
 	log    *slog.Logger
 	closer []func() error
@@ -42,6 +43,7 @@ type Main struct {
 	jwtSVIDServer *grpc.Server
 	httpServer    *http.Server
 	health        *health.Server
+	store         *boltstore.Store
 
 	// GRPCAddr and HTTPAddr are the bound addresses (useful with port 0).
 	GRPCAddr    net.Addr
@@ -50,18 +52,23 @@ type Main struct {
 	JWTSVIDAddr net.Addr
 }
 
-// Start builds every component from cfg and opens the listeners. The
-// configuration was validated before; components that fail to build close
-// what was opened.
-func Start(ctx context.Context, cfg Config, logOut io.Writer) (*Main, error) {
-	return start(ctx, cfg, logOut, startOptions{})
-}
-
-// startOptions are for writd dev: listeners bound beforehand (so port 0
-// works and URLs are right) and the dev-only OIDC issuer.
-type startOptions struct {
-	grpcLis, httpLis, adminLis net.Listener
-	devOIDC                    *oidc.DevIssuer
+// Options are what New takes besides the configuration file: where logs
+// go, listeners bound beforehand (writd dev binds them first so that port 0
+// works and URLs are right), the dev-only OIDC issuer, and the benchmark's
+// ledger override. The zero value is production.
+type Options struct {
+	// LogOutput receives the log. Nil means io.Discard.
+	LogOutput io.Writer
+	// GRPCListener, HTTPListener and AdminListener, when set, are used
+	// instead of listening on cfg.Listen, cfg.HTTP.Listen and
+	// cfg.Admin.Listen. The daemon closes them.
+	GRPCListener, HTTPListener, AdminListener net.Listener
+	// DevOIDC is the dev-only OIDC issuer, served under /dev-oidc/. Only
+	// writd dev sets it.
+	DevOIDC *oidc.DevIssuer
+	// Ledger replaces the durable ledger (audit.Log over the store). Only
+	// writ-bench sets it, for its no-ledger upper bound; production never.
+	Ledger broker.Ledger
 }
 
 // Intervals of the background jobs.
@@ -70,8 +77,15 @@ const (
 	revocationInterval = 5 * time.Second
 )
 
-func start(ctx context.Context, cfg Config, logOut io.Writer, opts startOptions) (_ *Main, err error) {
-	m := &Main{cfg: cfg, log: newLogger(cfg.Log, logOut)}
+// New builds every component from cfg, opens the listeners and starts
+// serving. The configuration was validated before (LoadConfig or
+// Config.Validate). If any step fails, New closes what it opened and
+// returns the error. The caller must call Shutdown.
+func New(ctx context.Context, cfg Config, opts Options) (_ *Daemon, err error) {
+	if opts.LogOutput == nil {
+		opts.LogOutput = io.Discard
+	}
+	m := &Daemon{cfg: cfg, log: newLogger(cfg.Log, opts.LogOutput)}
 	defer func() {
 		if err != nil {
 			m.closeAll()
@@ -104,10 +118,13 @@ func start(ctx context.Context, cfg Config, logOut io.Writer, opts startOptions)
 	if err != nil {
 		return nil, err
 	}
+	m.store = store
 	m.closer = append(m.closer, store.Close)
-	ledger, err := audit.New(audit.Config{Store: store})
-	if err != nil {
-		return nil, err
+	var ledger broker.Ledger = opts.Ledger
+	if ledger == nil {
+		if ledger, err = audit.New(audit.Config{Store: store}); err != nil {
+			return nil, err
+		}
 	}
 
 	src, err := m.svidSource(ctx)
@@ -185,7 +202,7 @@ func start(ctx context.Context, cfg Config, logOut io.Writer, opts startOptions)
 	m.health = health.NewServer()
 	healthpb.RegisterHealthServer(m.grpcServer, m.health)
 	reflection.Register(m.grpcServer)
-	lis := opts.grpcLis
+	lis := opts.GRPCListener
 	if lis == nil {
 		if lis, err = net.Listen("tcp", cfg.Listen); err != nil {
 			return nil, fmt.Errorf("listen: %w", err)
@@ -222,6 +239,10 @@ func start(ctx context.Context, cfg Config, logOut io.Writer, opts startOptions)
 	return m, nil
 }
 
+// Store returns the daemon's store, for tools in this module that read the
+// ledger (writ-bench verifies it after a run). It is closed by Shutdown.
+func (m *Daemon) Store() *boltstore.Store { return m.store }
+
 // serverLimits bound what one client can take (reliability case T39).
 func serverLimits() []grpc.ServerOption {
 	return []grpc.ServerOption{
@@ -244,7 +265,7 @@ func (p personVerifier) VerifyPerson(ctx context.Context, token string) (broker.
 	return broker.Person{Principal: person.Principal(), Groups: person.Groups, Expires: person.Expires}, nil
 }
 
-func (m *Main) svidSource(ctx context.Context) (spiffe.Source, error) {
+func (m *Daemon) svidSource(ctx context.Context) (spiffe.Source, error) {
 	if s := m.cfg.SVID.WorkloadAPISocket; s != "" {
 		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
@@ -270,7 +291,7 @@ func (m *Main) svidSource(ctx context.Context) (spiffe.Source, error) {
 // Shutdown stops accepting work, lets in-flight grants finish (bounded by
 // the configured timeout), then closes the stores. Nothing is half-written:
 // the ledger closes only after the last grant has been recorded.
-func (m *Main) Shutdown() {
+func (m *Daemon) Shutdown() {
 	m.health.Shutdown()
 	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.ShutdownTimeout)
 	defer cancel()
@@ -295,7 +316,7 @@ func (m *Main) Shutdown() {
 	m.log.Info("writd stopped")
 }
 
-func (m *Main) closeAll() {
+func (m *Daemon) closeAll() {
 	for i := len(m.closer) - 1; i >= 0; i-- {
 		if err := m.closer[i](); err != nil {
 			m.log.Error("close", "error", err)

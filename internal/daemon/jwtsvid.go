@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -69,7 +69,7 @@ func (c Config) validateJWTSVID() []error {
 // broker's X.509-SVID from src, the workload service and health, callers
 // authenticated by the JWT-SVID interceptors. Its bundle source is closed
 // with the other components; Shutdown stops the server.
-func (m *Main) startJWTSVID(ctx context.Context, srv *broker.Server, src spiffe.Source) error {
+func (m *Daemon) startJWTSVID(ctx context.Context, srv *broker.Server, src spiffe.Source) error {
 	c := m.cfg.JWTSVID
 	if c == nil {
 		return nil
@@ -111,7 +111,7 @@ func (m *Main) startJWTSVID(ctx context.Context, srv *broker.Server, src spiffe.
 
 // jwtBundleSource returns where JWT-SVID keys come from: the Workload API
 // when the broker's SVID does, else svid.jwt_bundle_file.
-func (m *Main) jwtBundleSource(ctx context.Context, td spiffeid.TrustDomain) (spiffe.JWTBundleSource, error) {
+func (m *Daemon) jwtBundleSource(ctx context.Context, td spiffeid.TrustDomain) (spiffe.JWTBundleSource, error) {
 	if s := m.cfg.SVID.WorkloadAPISocket; s != "" {
 		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
