@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -17,7 +17,7 @@ const reconcileInterval = 30 * time.Second
 // happens (reliability case T1). A failure (Vault unreachable) is logged,
 // not fatal: the intents stay and the background job tries again; what
 // they minted is bounded by its TTL meanwhile.
-func (m *Main) reconcileAtStart(ctx context.Context, srv *broker.Server) {
+func (m *Daemon) reconcileAtStart(ctx context.Context, srv *broker.Server) {
 	rctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	rep, err := srv.ReconcileIntents(rctx)
