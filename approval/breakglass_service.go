@@ -31,6 +31,24 @@ func (s *Service) breakGlass() (BreakGlassStore, error) {
 // ErrConflict if in.ID is taken, or ErrUnsupported if the Service has no
 // BreakGlassStore.
 func (s *Service) TakeBreakGlass(ctx context.Context, in BreakGlassInput, grantID string) (BreakGlass, Grant, error) {
+	bg, g, err := s.PrepareBreakGlass(ctx, in, grantID)
+	if err != nil {
+		return BreakGlass{}, Grant{}, err
+	}
+	if err := s.bg.CreateBreakGlass(ctx, bg); err != nil {
+		return BreakGlass{}, Grant{}, fmt.Errorf("break glass %s on %q: %w", bg.ID, bg.Entitlement, err)
+	}
+	return bg, g, nil
+}
+
+// PrepareBreakGlass is TakeBreakGlass without storing the use: it returns
+// the open use and the grant, with the same errors, for a caller that mints
+// the credential first and then stores the use, with the grant and its
+// credential recorded on it, in the same transaction as its ledger record
+// (BreakGlassStore.CreateBreakGlass, through a Service bound to that
+// transaction with In). A use is then never stored without its credential,
+// nor a credential left without its review obligation.
+func (s *Service) PrepareBreakGlass(ctx context.Context, in BreakGlassInput, grantID string) (BreakGlass, Grant, error) {
 	store, err := s.breakGlass()
 	if err != nil {
 		return BreakGlass{}, Grant{}, err
@@ -49,14 +67,21 @@ func (s *Service) TakeBreakGlass(ctx context.Context, in BreakGlassInput, grantI
 			return BreakGlass{}, Grant{}, err
 		}
 	}
-	bg, g, err := pol.DecideBreakGlass(ctx, grantID, in, now)
+	return pol.DecideBreakGlass(ctx, grantID, in, now)
+}
+
+// StoreBreakGlass stores bg, a use from PrepareBreakGlass with its grant and
+// credential filled in. It returns ErrConflict if bg.ID is taken, or
+// ErrUnsupported if the Service has no BreakGlassStore.
+func (s *Service) StoreBreakGlass(ctx context.Context, bg BreakGlass) error {
+	store, err := s.breakGlass()
 	if err != nil {
-		return BreakGlass{}, Grant{}, err
+		return err
 	}
 	if err := store.CreateBreakGlass(ctx, bg); err != nil {
-		return BreakGlass{}, Grant{}, fmt.Errorf("break glass %s on %q: %w", bg.ID, bg.Entitlement, err)
+		return fmt.Errorf("break glass %s on %q: %w", bg.ID, bg.Entitlement, err)
 	}
-	return bg, g, nil
+	return nil
 }
 
 // checkNotOverdue returns ErrReviewOverdue, naming the use whose review was
@@ -207,31 +232,49 @@ func (s *Service) EscalateOverdue(ctx context.Context) ([]BreakGlass, error) {
 	if err != nil {
 		return nil, fmt.Errorf("escalate overdue break-glass reviews: %w", err)
 	}
-	due := func(bg *BreakGlass) bool { return bg.Overdue(now) && bg.EscalatedAt.IsZero() }
 	var changed []BreakGlass
 	var errs []error
 	for _, bg := range open {
-		if !due(&bg) {
+		if !bg.Overdue(now) || !bg.EscalatedAt.IsZero() {
 			continue
 		}
-		stored, err := store.UpdateBreakGlass(ctx, bg.ID, func(bg *BreakGlass) error {
-			if !due(bg) {
-				return errEscalated
-			}
-			bg.EscalatedAt = now
-			return nil
-		})
+		stored, ok, err := s.EscalateOne(ctx, bg.ID)
 		switch {
-		case err == nil:
-			changed = append(changed, stored)
-		case errors.Is(err, errEscalated), errors.Is(err, ErrNotFound):
-			// Another broker, or a review, got there first.
-		default:
-			errs = append(errs, fmt.Errorf("escalate break-glass %s: %w", bg.ID, err))
+		case err != nil:
+			errs = append(errs, err)
 			if ctx.Err() != nil {
 				return changed, errors.Join(errs...)
 			}
+		case ok:
+			changed = append(changed, stored)
 		}
 	}
 	return changed, errors.Join(errs...)
+}
+
+// EscalateOne marks break-glass use id escalated now if its review is
+// overdue and not yet escalated, and reports whether this call did (false
+// when another broker, or a review, got there first). It returns
+// ErrUnsupported if the Service has no BreakGlassStore.
+func (s *Service) EscalateOne(ctx context.Context, id string) (BreakGlass, bool, error) {
+	store, err := s.breakGlass()
+	if err != nil {
+		return BreakGlass{}, false, err
+	}
+	now := s.now()
+	stored, err := store.UpdateBreakGlass(ctx, id, func(bg *BreakGlass) error {
+		if !bg.Overdue(now) || !bg.EscalatedAt.IsZero() {
+			return errEscalated
+		}
+		bg.EscalatedAt = now
+		return nil
+	})
+	switch {
+	case err == nil:
+		return stored, true, nil
+	case errors.Is(err, errEscalated), errors.Is(err, ErrNotFound):
+		return BreakGlass{}, false, nil
+	default:
+		return BreakGlass{}, false, fmt.Errorf("escalate break-glass %s: %w", id, err)
+	}
 }

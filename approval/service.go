@@ -56,6 +56,17 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	return s, nil
 }
 
+// In returns a Service like s whose requests, grant records and break-glass
+// uses are read and written through tx, so that each state change commits
+// together with the caller's other writes in the same transaction (the
+// decision's ledger records, the revocations it implies) or not at all.
+// Use it inside the transaction only.
+func (s *Service) In(tx Tx) *Service {
+	in := *s
+	in.store, in.bg = tx, tx
+	return &in
+}
+
 // Submit creates a pending request from in (see NewRequest for the checks
 // and their errors), giving it a new ID if in.ID is empty. It returns
 // ErrConflict if the ID is taken.
@@ -104,26 +115,69 @@ func (s *Service) Cancel(ctx context.Context, id string, by Principal, note stri
 	})
 }
 
+// Revocation is what Service.Revoke did.
+type Revocation struct {
+	// Request is the stored request.
+	Request Request
+	// Grants are the credentials minted under it, oldest first: the caller
+	// must now revoke them at their issuers.
+	Grants []GrantRecord
+	// Again reports that the request was already revoked, or its approval
+	// already expired, so nothing changed: Grants are listed so that what
+	// is still live can be revoked again.
+	Again bool
+}
+
 // Revoke ends approval id early on behalf of by and returns the revoked
 // request and the credentials minted under it, which the caller must now
 // revoke at their issuers. See Revoke for the errors; an approval whose window
-// already ended is stored as expired and reported as in Review. If the grants
-// cannot be listed after the revocation, the revoked request is returned with
-// the error; call Grants to retry.
-func (s *Service) Revoke(ctx context.Context, id string, by Principal, reason string) (Request, []GrantRecord, error) {
+// already ended is stored as expired and reported as in Review.
+//
+// Revoking a request that is already revoked, or an approval that already
+// expired, changes nothing and is not an error: the Revocation has Again set
+// and lists the grants, so that a revocation cut short (a crash, an issuer
+// down) can be finished by asking again.
+func (s *Service) Revoke(ctx context.Context, id string, by Principal, reason string) (Revocation, error) {
 	now := s.now()
-	r, err := s.update(ctx, id, now, func(r *Request) error {
+	var again, expired bool
+	r, err := s.store.UpdateRequest(ctx, id, func(r *Request) error {
+		again, expired = false, false // the store may call this again after a conflict
+		if r.State == StateRevoked || (r.State == StateExpired && !r.ApprovedAt.IsZero()) {
+			if by == "" {
+				return fmt.Errorf("revoke request %s: no revoker: %w", r.ID, ErrInvalid)
+			}
+			if err := checkText("reason", reason, DefaultMaxReasonLen); err != nil {
+				return fmt.Errorf("revoke request %s: %w", r.ID, err)
+			}
+			again = true
+			return errUnchanged
+		}
+		if Expire(r, now) {
+			expired = true
+			return nil
+		}
 		return Revoke(r, by, reason, now)
 	})
-	if err != nil {
-		return r, nil, err
+	switch {
+	case again:
+		if r, err = s.store.GetRequest(ctx, id); err != nil {
+			return Revocation{}, fmt.Errorf("revoke request %s again: %w", id, err)
+		}
+	case err != nil:
+		return Revocation{}, err
+	case expired:
+		return Revocation{Request: r}, fmt.Errorf("revoke request %s: it expired at %s: %w", id, r.ResolvedAt.Format(time.RFC3339), ErrResolved)
 	}
 	grants, err := s.store.Grants(ctx, id)
 	if err != nil {
-		return r, nil, fmt.Errorf("list grants of revoked request %s: %w", id, err)
+		return Revocation{Request: r, Again: again}, fmt.Errorf("list grants of revoked request %s: %w", id, err)
 	}
-	return r, grants, nil
+	return Revocation{Request: r, Grants: grants, Again: again}, nil
 }
+
+// errUnchanged tells UpdateRequest to store nothing, without an error for
+// the caller.
+var errUnchanged = errors.New("request unchanged")
 
 // Grants returns the credentials minted under request id, oldest first.
 func (s *Service) Grants(ctx context.Context, id string) ([]GrantRecord, error) {
@@ -274,37 +328,67 @@ var errNotDue = errors.New("request is not due to expire")
 // for a background job to record. When several brokers run it at once, each
 // expiry is reported by exactly one of them. Requests that could not be
 // updated are reported in the joined error; the others are still returned.
+// A caller that must record each expiry in the same transaction uses Due and
+// ExpireOne instead.
 func (s *Service) ExpireDue(ctx context.Context) ([]Request, error) {
+	due, err := s.Due(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var changed []Request
+	var errs []error
+	for _, r := range due {
+		stored, ok, err := s.ExpireOne(ctx, r.ID)
+		switch {
+		case err != nil:
+			errs = append(errs, err)
+			if ctx.Err() != nil {
+				return changed, errors.Join(errs...)
+			}
+		case ok:
+			changed = append(changed, stored)
+		}
+	}
+	return changed, errors.Join(errs...)
+}
+
+// Due returns the pending requests past their pending deadline and the
+// approvals past their window, as stored (not yet expired): the candidates
+// for ExpireOne.
+func (s *Service) Due(ctx context.Context) ([]Request, error) {
 	now := s.now()
 	rs, err := s.store.ListRequests(ctx, Filter{States: []State{StatePending, StateApproved}})
 	if err != nil {
 		return nil, fmt.Errorf("expire due requests: %w", err)
 	}
-	var changed []Request
-	var errs []error
+	out := rs[:0]
 	for _, r := range rs {
-		if !Expire(&r, now) {
-			continue
-		}
-		stored, err := s.store.UpdateRequest(ctx, r.ID, func(r *Request) error {
-			if !Expire(r, now) {
-				return errNotDue
-			}
-			return nil
-		})
-		switch {
-		case err == nil:
-			changed = append(changed, stored)
-		case errors.Is(err, errNotDue), errors.Is(err, ErrNotFound):
-			// Another broker, or a review, got there first.
-		default:
-			errs = append(errs, fmt.Errorf("expire request %s: %w", r.ID, err))
-			if ctx.Err() != nil {
-				return changed, errors.Join(errs...)
-			}
+		if c := r; Expire(&c, now) {
+			out = append(out, r)
 		}
 	}
-	return changed, errors.Join(errs...)
+	return out, nil
+}
+
+// ExpireOne stores the expiry of request id if it is due now, and reports
+// whether this call stored it (false when it is not due, no longer exists,
+// or another broker or a review got there first).
+func (s *Service) ExpireOne(ctx context.Context, id string) (Request, bool, error) {
+	now := s.now()
+	stored, err := s.store.UpdateRequest(ctx, id, func(r *Request) error {
+		if !Expire(r, now) {
+			return errNotDue
+		}
+		return nil
+	})
+	switch {
+	case err == nil:
+		return stored, true, nil
+	case errors.Is(err, errNotDue), errors.Is(err, ErrNotFound):
+		return Request{}, false, nil
+	default:
+		return Request{}, false, fmt.Errorf("expire request %s: %w", id, err)
+	}
 }
 
 // update runs apply on request id inside the store's compare-and-swap, after

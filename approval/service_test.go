@@ -379,7 +379,7 @@ func TestService_Authorize(t *testing.T) {
 		t.Parallel()
 		f := newFixture(t, oneDBA...)
 		r := f.approved(t)
-		if _, _, err := f.svc.Revoke(ctx, r.ID, carol, "done"); err != nil {
+		if _, err := f.svc.Revoke(ctx, r.ID, carol, "done"); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := f.svc.Authorize(ctx, workload, "db", 0, "g1"); !errors.Is(err, ErrNotApproved) {
@@ -415,16 +415,22 @@ func TestService_RevokeRecordsGrants(t *testing.T) {
 	if err := f.svc.RecordGrant(ctx, GrantRecord{GrantID: "g0"}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("RecordGrant(no request) err = %v, want ErrInvalid", err)
 	}
-	revoked, grants, err := f.svc.Revoke(ctx, r.ID, carol, "incident over")
-	if err != nil || revoked.State != StateRevoked || len(grants) != 1 || grants[0].GrantID != "g1" {
-		t.Fatalf("Revoke() = %s, %v, %v; want revoked with grant g1", revoked.State, grants, err)
+	rv, err := f.svc.Revoke(ctx, r.ID, carol, "incident over")
+	if err != nil || rv.Request.State != StateRevoked || rv.Again || len(rv.Grants) != 1 || rv.Grants[0].GrantID != "g1" {
+		t.Fatalf("Revoke() = %s (again %v), %v, %v; want revoked with grant g1", rv.Request.State, rv.Again, rv.Grants, err)
 	}
 	late := GrantRecord{GrantID: "g2", RequestID: r.ID, Ref: CredentialRef{Kind: KindJWT, ID: "jti-2"}}
 	if err := f.svc.RecordGrant(ctx, late); !errors.Is(err, ErrResolved) {
 		t.Errorf("RecordGrant(after revoke) err = %v, want ErrResolved", err)
 	}
-	if _, _, err := f.svc.Revoke(ctx, r.ID, carol, "again"); !errors.Is(err, ErrResolved) {
-		t.Errorf("second Revoke() err = %v, want ErrResolved", err)
+	// Revoking again changes nothing and lists every grant, so what is
+	// still live can be revoked again (T41).
+	again, err := f.svc.Revoke(ctx, r.ID, alice, "again")
+	if err != nil || !again.Again || again.Request.ResolvedBy != carol || len(again.Grants) != 2 {
+		t.Errorf("second Revoke() = again %v, resolved by %s, %d grants, %v; want again, carol's revocation kept, both grants", again.Again, again.Request.ResolvedBy, len(again.Grants), err)
+	}
+	if _, err := f.svc.Revoke(ctx, r.ID, "", "again"); !errors.Is(err, ErrInvalid) {
+		t.Errorf("second Revoke() without a revoker err = %v, want ErrInvalid", err)
 	}
 	if all, err := f.svc.Grants(ctx, r.ID); err != nil || len(all) != 2 {
 		t.Errorf("Grants() = %v, %v; want both records", all, err)

@@ -76,3 +76,12 @@ type BreakGlassStore interface {
 	// newest (by TakenAt, then ID) first. It ignores f.Overdue.
 	ListBreakGlass(ctx context.Context, f BreakGlassFilter) ([]BreakGlass, error)
 }
+
+// Tx is a Store and a BreakGlassStore bound to one transaction of the
+// caller's: everything a Service bound to it (Service.In) writes commits or
+// rolls back with whatever else the caller writes in that transaction, such
+// as the ledger records of the decision and the revocations it implies.
+type Tx interface {
+	Store
+	BreakGlassStore
+}

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/writ-dev/writ/approval"
+	"github.com/writ-dev/writ/internal/audit"
 	"github.com/writ-dev/writ/internal/notify"
 	"github.com/writ-dev/writ/internal/revoke"
 	adminv1 "github.com/writ-dev/writ/proto/writ/admin/v1"
@@ -235,7 +236,9 @@ func (s *Server) DenyRequest(ctx context.Context, req *adminv1.DenyRequestReques
 	return &adminv1.DenyRequestResponse{Request: requestToProto(r)}, nil
 }
 
-// review applies a person's decision and records it, refusals included.
+// review applies a person's decision and records it, refusals included,
+// in one transaction: the review, its record and, when it completes the
+// request, the approval or denial record commit together or not at all.
 func (s *Server) review(ctx context.Context, id string, d approval.Decision, comment string) (approval.Request, error) {
 	person, err := personFrom(ctx)
 	if err != nil {
@@ -244,36 +247,66 @@ func (s *Server) review(ctx context.Context, id string, d approval.Decision, com
 	if s.approvals == nil {
 		return approval.Request{}, errNoApprovals
 	}
-	r, err := s.approvals.Review(ctx, id, approval.Review{Reviewer: person.Principal, Groups: person.Groups, Decision: d, Comment: comment})
+	var (
+		r       approval.Request
+		refused error
+		expired revoke.Plan
+	)
+	err = s.commitDecision(ctx, func(ctx context.Context, dc *decision) error {
+		refused, expired = nil, revoke.Plan{}
+		var err error
+		r, err = dc.svc.Review(ctx, id, approval.Review{Reviewer: person.Principal, Groups: person.Groups, Decision: d, Comment: comment})
+		if err != nil {
+			// Every refused review is evidence (T19, T20): record who tried what.
+			refused = err
+			before := r
+			if r.ID != "" {
+				// The request had expired: that is stored now, and recorded with it.
+				if expired, err = dc.expired(ctx, r); err != nil {
+					return err
+				}
+			} else if before, err = dc.svc.Get(ctx, id); err != nil {
+				before = approval.Request{ID: truncate(id, 64)}
+			}
+			ev := requestEvent(ActionReviewRefused, outcomeOf(refused), person.Principal, before, refused.Error(), map[string]string{"decision": string(d), "groups": fmt.Sprint(person.Groups)})
+			if err := dc.record(ev); err != nil {
+				return fmt.Errorf("record refused review (%v): %w", refused, err)
+			}
+			return nil
+		}
+		last := r.Reviews[len(r.Reviews)-1]
+		details := map[string]string{"decision": string(d), "stage": fmt.Sprint(last.Stage), "groups": fmt.Sprint(person.Groups)}
+		if err := dc.record(requestEvent(ActionReview, string(d), person.Principal, r, comment, details)); err != nil {
+			return fmt.Errorf("record review of %s: %w", id, err)
+		}
+		switch r.State {
+		case approval.StateApproved:
+			details := map[string]string{"approved_at": r.ApprovedAt.Format(time.RFC3339Nano), "window_end": r.WindowEnd.Format(time.RFC3339Nano)}
+			if err := dc.record(requestEvent(ActionApprove, "approved", person.Principal, r, "", details)); err != nil {
+				return fmt.Errorf("record approval of %s: %w", id, err)
+			}
+		case approval.StateDenied:
+			if err := dc.record(requestEvent(ActionDenyRequest, "denied", person.Principal, r, comment, nil)); err != nil {
+				return fmt.Errorf("record denial of %s: %w", id, err)
+			}
+		}
+		return nil
+	})
 	if err != nil {
-		// Every refused review is evidence (T19, T20): record who tried what.
-		before, gerr := s.approvals.Get(context.WithoutCancel(ctx), id)
-		if gerr != nil {
-			before = approval.Request{ID: truncate(id, 64)}
-		}
-		ev := requestEvent(ActionReviewRefused, outcomeOf(err), person.Principal, before, err.Error(), map[string]string{"decision": string(d), "groups": fmt.Sprint(person.Groups)})
-		if _, lerr := s.record(context.WithoutCancel(ctx), ev); lerr != nil {
-			return approval.Request{}, fmt.Errorf("record refused review (%v): %w: %w", err, errLedger, lerr)
-		}
 		return approval.Request{}, err
 	}
-	last := r.Reviews[len(r.Reviews)-1]
-	details := map[string]string{"decision": string(d), "stage": fmt.Sprint(last.Stage), "groups": fmt.Sprint(person.Groups)}
-	if _, err := s.record(context.WithoutCancel(ctx), requestEvent(ActionReview, string(d), person.Principal, r, comment, details)); err != nil {
-		return approval.Request{}, fmt.Errorf("record review of %s: %w: %w", id, errLedger, err)
+	if refused != nil {
+		if r.ID != "" {
+			s.watch.changed(r.ID)
+			s.finishRevocation(ctx, expired, s.credentialRevokedUnder(r, "writd"))
+		}
+		return approval.Request{}, refused
 	}
 	switch r.State {
 	case approval.StateApproved:
-		details := map[string]string{"approved_at": r.ApprovedAt.Format(time.RFC3339Nano), "window_end": r.WindowEnd.Format(time.RFC3339Nano)}
-		if _, err := s.record(context.WithoutCancel(ctx), requestEvent(ActionApprove, "approved", person.Principal, r, "", details)); err != nil {
-			return approval.Request{}, fmt.Errorf("record approval of %s: %w: %w", id, errLedger, err)
-		}
 		s.notifier.Notify(ctx, notify.Event{Kind: "request.approved", RequestID: r.ID, Entitlement: r.Entitlement,
 			Beneficiary: r.Beneficiary.String(), Actor: person.Principal.String(), Until: r.WindowEnd})
 	case approval.StateDenied:
-		if _, err := s.record(context.WithoutCancel(ctx), requestEvent(ActionDenyRequest, "denied", person.Principal, r, comment, nil)); err != nil {
-			return approval.Request{}, fmt.Errorf("record denial of %s: %w: %w", id, errLedger, err)
-		}
 		s.notifier.Notify(ctx, notify.Event{Kind: "request.denied", RequestID: r.ID, Entitlement: r.Entitlement,
 			Beneficiary: r.Beneficiary.String(), Actor: person.Principal.String(), Reason: comment})
 	}
@@ -281,6 +314,14 @@ func (s *Server) review(ctx context.Context, id string, d approval.Decision, com
 	s.log.InfoContext(ctx, "request reviewed", slog.String("request_id", id), slog.String("reviewer", person.Principal.String()),
 		slog.String("decision", string(d)), slog.String("state", string(r.State)))
 	return r, nil
+}
+
+// credentialRevokedUnder returns the credential_revoked record of one
+// credential minted under r.
+func (s *Server) credentialRevokedUnder(r approval.Request, actor approval.Principal) func(revoke.Result) audit.Event {
+	return func(res revoke.Result) audit.Event {
+		return requestEvent(ActionCredentialRevoked, string(res.Outcome), actor, r, res.Error, nil)
+	}
 }
 
 // RevokeRequest revokes an approval and every credential minted under it.
@@ -299,15 +340,42 @@ func (s *Server) RevokeRequest(ctx context.Context, req *adminv1.RevokeRequestRe
 	if err := s.mayRevoke(c, before); err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
-	r, grants, err := s.approvals.Revoke(ctx, req.GetId(), c.principal(), req.GetReason())
+	// The revocation, its record and a queue entry for every live credential
+	// under it commit together: a crash leaves all of them or none (T41).
+	// Revoking again re-queues what is still live.
+	var (
+		rv      approval.Revocation
+		plan    revoke.Plan
+		refused error
+	)
+	err = s.commitDecision(ctx, func(ctx context.Context, d *decision) error {
+		refused = nil
+		var err error
+		if rv, err = d.svc.Revoke(ctx, req.GetId(), c.principal(), req.GetReason()); err != nil {
+			if rv.Request.ID == "" {
+				return err
+			}
+			// The request had expired: that is stored now, and recorded with it.
+			refused = err
+			plan, err = d.expired(ctx, rv.Request)
+			return err
+		}
+		if plan, err = d.queue(rv.Request.ID, rv.Grants); err != nil {
+			return err
+		}
+		r := rv.Request
+		return d.record(requestEvent(ActionRevokeApproval, string(r.State), c.principal(), r, req.GetReason(), planDetails(plan, rv.Again)))
+	})
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
+	r := rv.Request
 	s.watch.changed(r.ID)
-	receipt, err := s.revokeUnder(ctx, c.principal(), r, ActionRevokeApproval, req.GetReason(), grants)
-	if err != nil {
-		return nil, s.toStatus(ctx, err)
+	if refused != nil {
+		s.finishRevocation(ctx, plan, s.credentialRevokedUnder(r, "writd"))
+		return nil, s.toStatus(ctx, refused)
 	}
+	receipt := s.finishRevocation(ctx, plan, s.credentialRevokedUnder(r, c.principal()))
 	s.notifier.Notify(ctx, notify.Event{Kind: "request.revoked", RequestID: r.ID, Entitlement: r.Entitlement,
 		Beneficiary: r.Beneficiary.String(), Actor: c.principal().String(), Reason: req.GetReason(),
 		Fields: map[string]string{"credentials": fmt.Sprint(len(receipt.Results))}})
@@ -336,28 +404,6 @@ func (s *Server) mayRevoke(c caller, r approval.Request) error {
 	return fmt.Errorf("%s is neither the requester nor an approver of %q: %w", c.person.Principal, r.Entitlement, errNotOperator)
 }
 
-// revokeUnder revokes the credentials minted under r and records the receipt:
-// one record for the approval, one per credential.
-func (s *Server) revokeUnder(ctx context.Context, actor approval.Principal, r approval.Request, action, reason string, grants []approval.GrantRecord) (revoke.Receipt, error) {
-	receipt := s.revoker.RevokeAll(context.WithoutCancel(ctx), r.ID, grants)
-	counts := receipt.Counts()
-	details := map[string]string{"credentials": fmt.Sprint(len(receipt.Results))}
-	for outcome, n := range counts {
-		details[string(outcome)] = fmt.Sprint(n)
-	}
-	if _, err := s.record(context.WithoutCancel(ctx), requestEvent(action, string(r.State), actor, r, reason, details)); err != nil {
-		return receipt, fmt.Errorf("record %s of %s: %w: %w", action, r.ID, errLedger, err)
-	}
-	for _, res := range receipt.Results {
-		ev := requestEvent(ActionCredentialRevoked, string(res.Outcome), actor, r, res.Error, nil)
-		ev.GrantID, ev.CredentialKind, ev.CredentialRef, ev.Expires = res.GrantID, string(res.Ref.Kind), res.Ref.ID, res.Ref.Expires
-		if _, err := s.record(context.WithoutCancel(ctx), ev); err != nil {
-			return receipt, fmt.Errorf("record revocation of %s: %w: %w", res.GrantID, errLedger, err)
-		}
-	}
-	return receipt, nil
-}
-
 // RunExpiry moves requests and approvals past their deadlines to expired,
 // revokes what was minted under expired approvals and escalates overdue
 // break-glass reviews, every interval until ctx is done. Several replicas
@@ -379,22 +425,41 @@ func (s *Server) RunExpiry(ctx context.Context, interval time.Duration) {
 }
 
 // ExpireOnce runs one pass of RunExpiry: it expires requests and approvals,
+// each in one transaction with its expire record and the revocation queue
+// entries of the credentials under it, then attempts those revocations,
 // and escalates overdue break-glass reviews.
 func (s *Server) ExpireOnce(ctx context.Context) {
 	defer s.EscalateOnce(ctx)
-	expired, err := s.approvals.ExpireDue(ctx)
+	due, err := s.approvals.Due(ctx)
 	if err != nil {
 		s.log.ErrorContext(ctx, "expire requests", slog.Any("error", err))
+		return
 	}
-	for _, r := range expired {
-		s.watch.changed(r.ID)
-		grants, err := s.approvals.Grants(ctx, r.ID)
+	for _, cand := range due {
+		if ctx.Err() != nil {
+			return
+		}
+		var (
+			r       approval.Request
+			changed bool
+			plan    revoke.Plan
+		)
+		err := s.commitDecision(ctx, func(ctx context.Context, d *decision) error {
+			var err error
+			if r, changed, err = d.svc.ExpireOne(ctx, cand.ID); err != nil || !changed {
+				return err
+			}
+			plan, err = d.expired(ctx, r)
+			return err
+		})
 		if err != nil {
-			s.log.ErrorContext(ctx, "list grants of expired approval", slog.String("request_id", r.ID), slog.Any("error", err))
+			s.log.ErrorContext(ctx, "expire request", slog.String("request_id", cand.ID), slog.Any("error", err))
 			continue
 		}
-		if _, err := s.revokeUnder(ctx, "writd", r, ActionExpire, "deadline passed", grants); err != nil {
-			s.log.ErrorContext(ctx, "record expiry", slog.String("request_id", r.ID), slog.Any("error", err))
+		if !changed {
+			continue // another replica, or a review, got there first
 		}
+		s.watch.changed(r.ID)
+		s.finishRevocation(ctx, plan, s.credentialRevokedUnder(r, "writd"))
 	}
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/writ-dev/writ/internal/spiffe"
 	"github.com/writ-dev/writ/internal/spiffe/devca"
 	"github.com/writ-dev/writ/internal/store/boltstore"
+	"github.com/writ-dev/writ/internal/txn"
 	adminv1 "github.com/writ-dev/writ/proto/writ/admin/v1"
 	brokerv1 "github.com/writ-dev/writ/proto/writ/broker/v1"
 )
@@ -154,6 +155,17 @@ type apprEnv struct {
 	addr      string
 	adminAddr string
 	stop      func()
+
+	wrapCommit func(txn.Committer) txn.Committer
+}
+
+// commit returns the Committer the broker uses: the store, wrapped if the
+// test asked for it.
+func (e *apprEnv) commit(store *boltstore.Store) txn.Committer {
+	if e.wrapCommit != nil {
+		return e.wrapCommit(store)
+	}
+	return store
 }
 
 type apprOptions struct {
@@ -164,11 +176,15 @@ type apprOptions struct {
 	metrics  *broker.Metrics
 	ca       *devca.CA
 	clock    *clock
+	// wrapCommit, if set, wraps the store's Committer (to inject failures).
+	wrapCommit func(txn.Committer) txn.Committer
+	// policyHash is passed to broker.Config.PolicyHash.
+	policyHash string
 }
 
 func newApprEnv(t *testing.T, o apprOptions) *apprEnv {
 	t.Helper()
-	e := &apprEnv{t: t, ca: o.ca, clock: o.clock, path: o.path, notifier: &recordingNotifier{}}
+	e := &apprEnv{t: t, ca: o.ca, clock: o.clock, path: o.path, notifier: &recordingNotifier{}, wrapCommit: o.wrapCommit}
 	if e.clock == nil {
 		e.clock = &clock{t: time.Now().UTC().Truncate(time.Second)}
 	}
@@ -226,7 +242,7 @@ func newApprEnv(t *testing.T, o apprOptions) *apprEnv {
 		notifier = o.notifier
 	}
 	e.srv, err = broker.New(broker.Config{
-		Policy: pol, Issuers: issuers, Ledger: ledger, Approvals: svc, Revoker: e.revoker,
+		Policy: pol, Issuers: issuers, Ledger: ledger, Approvals: svc, Revoker: e.revoker, Commit: e.commit(store), PolicyHash: o.policyHash,
 		People: tokenPeople{}, Notifier: notifier, Now: e.clock.Now, Metrics: o.metrics, Grants: store,
 		Logger: slog.New(slog.DiscardHandler),
 	})

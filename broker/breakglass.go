@@ -11,6 +11,7 @@ import (
 	"github.com/writ-dev/writ/approval"
 	"github.com/writ-dev/writ/internal/audit"
 	"github.com/writ-dev/writ/internal/notify"
+	"github.com/writ-dev/writ/internal/revoke"
 	adminv1 "github.com/writ-dev/writ/proto/writ/admin/v1"
 	brokerv1 "github.com/writ-dev/writ/proto/writ/broker/v1"
 )
@@ -67,7 +68,7 @@ func (s *Server) breakGlass(ctx context.Context, in approval.BreakGlassInput) (a
 		return refuse(fmt.Errorf("entitlement name %q is not a valid name: %w", truncate(in.Entitlement, 64), errBadRequest))
 	}
 	in.ID = "bg_" + NewGrantID()[2:]
-	bg, g, err := s.approvals.TakeBreakGlass(ctx, in, s.newID())
+	bg, g, err := s.approvals.PrepareBreakGlass(ctx, in, s.newID())
 	if err != nil {
 		return refuse(err)
 	}
@@ -95,20 +96,25 @@ func (s *Server) breakGlass(ctx context.Context, in approval.BreakGlassInput) (a
 		}
 		return approval.Credential{}, bg, fmt.Errorf("issuer returned a credential past the break-glass cap: %w", errIssuer)
 	}
-	if err := s.approvals.RecordBreakGlassGrant(context.WithoutCancel(ctx), bg.ID, g.ID, cred.Ref); err != nil {
-		if s.revoke(ctx, issuer, cred.Ref) {
-			m.settle(ctx)
-		}
-		return approval.Credential{}, bg, fmt.Errorf("record break-glass credential on %s: %w: %w", bg.ID, errLedger, err)
-	}
+	// The use, with its credential, and its record commit together: no
+	// credential without its review obligation, no use without its record.
 	bg.GrantID, bg.Credential = g.ID, cred.Ref
 	granted := bgEvent(ActionBreakGlass, "granted", bg, g, cred, bg.Reason)
 	granted.Details[notAfterKey] = g.NotAfter.UTC().Format(time.RFC3339Nano)
-	if _, err := s.record(context.WithoutCancel(ctx), granted); err != nil {
+	err = s.commitDecision(ctx, func(ctx context.Context, d *decision) error {
+		if err := d.svc.StoreBreakGlass(ctx, bg); err != nil {
+			return err
+		}
+		return d.record(granted)
+	})
+	if err != nil {
 		if s.revoke(ctx, issuer, cred.Ref) {
 			m.settle(ctx)
 		}
-		return approval.Credential{}, bg, fmt.Errorf("record break-glass %s: %w: %w", bg.ID, errLedger, err)
+		if !isUnrecorded(err) {
+			err = fmt.Errorf("%w: %w", errLedger, err)
+		}
+		return approval.Credential{}, bg, fmt.Errorf("record break-glass %s: %w", bg.ID, err)
 	}
 	m.settle(ctx)
 	var skipped, reviewers []string
@@ -222,40 +228,66 @@ func (s *Server) ReviewBreakGlass(ctx context.Context, req *adminv1.ReviewBreakG
 		return nil, s.toStatus(ctx, errNoApprovals)
 	}
 	rev := approval.BreakGlassReview{Reviewer: person.Principal, Groups: person.Groups, Outcome: approval.ReviewOutcome(req.GetOutcome()), Notes: req.GetNotes()}
-	bg, err := s.approvals.ReviewBreakGlass(ctx, req.GetId(), rev)
-	if err != nil {
-		ev := audit.Event{Action: ActionBreakGlassReviewRefused, Actor: person.Principal.String(), Outcome: outcomeOf(err), Reason: reasonOf(err),
-			Details: map[string]string{"break_glass_id": truncate(req.GetId(), 64), "verdict": truncate(req.GetOutcome(), 32)}}
-		if _, lerr := s.record(context.WithoutCancel(ctx), ev); lerr != nil {
-			return nil, s.toStatus(ctx, fmt.Errorf("record refused review (%v): %w: %w", err, errLedger, lerr))
+	// The review, its records and, for an unjustified use, the queued
+	// revocation of its credential commit together.
+	var (
+		bg      approval.BreakGlass
+		refused error
+		plan    revoke.Plan
+	)
+	err = s.commitDecision(ctx, func(ctx context.Context, d *decision) error {
+		refused, plan = nil, revoke.Plan{}
+		var err error
+		if bg, err = d.svc.ReviewBreakGlass(ctx, req.GetId(), rev); err != nil {
+			refused = err
+			ev := audit.Event{Action: ActionBreakGlassReviewRefused, Actor: person.Principal.String(), Outcome: outcomeOf(err), Reason: reasonOf(err),
+				Details: map[string]string{"break_glass_id": truncate(req.GetId(), 64), "verdict": truncate(req.GetOutcome(), 32)}}
+			if err := d.record(ev); err != nil {
+				return fmt.Errorf("record refused review (%v): %w", refused, err)
+			}
+			return nil
 		}
+		ev := bgEvent(ActionBreakGlassReview, req.GetOutcome(), bg, approval.Grant{ID: bg.GrantID}, approval.Credential{Ref: bg.Credential}, req.GetNotes())
+		ev.Actor = person.Principal.String()
+		if err := d.record(ev); err != nil {
+			return fmt.Errorf("record review of %s: %w", bg.ID, err)
+		}
+		if bg.State != approval.BreakGlassClosed {
+			return nil
+		}
+		var revoked []approval.GrantRecord
+		if bg.Outcome == approval.OutcomeUnjustified && bg.Credential.ID != "" {
+			revoked = []approval.GrantRecord{{GrantID: bg.GrantID, Ref: bg.Credential, IssuedAt: bg.TakenAt}}
+		}
+		if plan, err = d.queue(bg.ID, revoked); err != nil {
+			return err
+		}
+		closed := bgEvent(ActionBreakGlassClosed, string(bg.Outcome), bg, approval.Grant{ID: bg.GrantID}, approval.Credential{Ref: bg.Credential}, req.GetNotes())
+		closed.Actor = person.Principal.String()
+		if err := d.record(closed); err != nil {
+			return fmt.Errorf("record closing of %s: %w", bg.ID, err)
+		}
+		return nil
+	})
+	switch {
+	case err != nil:
 		return nil, s.toStatus(ctx, err)
-	}
-	ev := bgEvent(ActionBreakGlassReview, req.GetOutcome(), bg, approval.Grant{ID: bg.GrantID}, approval.Credential{Ref: bg.Credential}, req.GetNotes())
-	ev.Actor = person.Principal.String()
-	if _, err := s.record(context.WithoutCancel(ctx), ev); err != nil {
-		return nil, s.toStatus(ctx, fmt.Errorf("record review of %s: %w: %w", bg.ID, errLedger, err))
+	case refused != nil:
+		return nil, s.toStatus(ctx, refused)
 	}
 	resp := &adminv1.ReviewBreakGlassResponse{Record: s.bgToProto(bg)}
 	if bg.State != approval.BreakGlassClosed {
 		return resp, nil
 	}
-	var revoked []approval.GrantRecord
-	if bg.Outcome == approval.OutcomeUnjustified && bg.Credential.ID != "" {
-		revoked = []approval.GrantRecord{{GrantID: bg.GrantID, Ref: bg.Credential, IssuedAt: bg.TakenAt}}
-	}
-	receipt := s.revoker.RevokeAll(context.WithoutCancel(ctx), bg.ID, revoked)
-	closed := bgEvent(ActionBreakGlassClosed, string(bg.Outcome), bg, approval.Grant{ID: bg.GrantID}, approval.Credential{Ref: bg.Credential}, req.GetNotes())
-	closed.Actor = person.Principal.String()
-	if _, err := s.record(context.WithoutCancel(ctx), closed); err != nil {
-		return nil, s.toStatus(ctx, fmt.Errorf("record closing of %s: %w: %w", bg.ID, errLedger, err))
-	}
-	for _, res := range receipt.Results {
+	receipt := s.finishRevocation(ctx, plan, func(res revoke.Result) audit.Event {
 		ev := bgEvent(ActionCredentialRevoked, string(res.Outcome), bg, approval.Grant{ID: res.GrantID}, approval.Credential{Ref: res.Ref}, "break-glass found unjustified")
 		ev.Actor = person.Principal.String()
-		if _, err := s.record(context.WithoutCancel(ctx), ev); err != nil {
-			return nil, s.toStatus(ctx, fmt.Errorf("record revocation of %s: %w: %w", res.GrantID, errLedger, err))
+		if res.Error != "" {
+			ev.Reason = truncate(res.Error, 1024)
 		}
+		return ev
+	})
+	for _, res := range receipt.Results {
 		resp.Results = append(resp.Results, &adminv1.RevocationResult{GrantId: res.GrantID, Kind: string(res.Ref.Kind), Reference: res.Ref.ID, Outcome: string(res.Outcome), Error: res.Error})
 	}
 	s.notifier.Notify(ctx, notify.Event{Kind: notify.KindBreakGlassReview, RequestID: bg.ID, Entitlement: bg.Entitlement,
@@ -267,20 +299,43 @@ func (s *Server) ReviewBreakGlass(ctx context.Context, req *adminv1.ReviewBreakG
 // EscalateOnce escalates break-glass reviews that became overdue (once
 // each, even with several replicas) and updates the overdue gauge.
 func (s *Server) EscalateOnce(ctx context.Context) {
-	escalated, err := s.approvals.EscalateOverdue(ctx)
-	if err != nil && !errors.Is(err, context.Canceled) {
-		s.log.ErrorContext(ctx, "escalate overdue break-glass reviews", slog.Any("error", err))
+	overdue, err := s.approvals.ListBreakGlass(ctx, approval.BreakGlassFilter{Overdue: true})
+	if err != nil {
+		if !errors.Is(err, context.Canceled) && !errors.Is(err, approval.ErrUnsupported) {
+			s.log.ErrorContext(ctx, "escalate overdue break-glass reviews", slog.Any("error", err))
+		}
+		return
 	}
-	for _, bg := range escalated {
+	for _, cand := range overdue {
+		if !cand.EscalatedAt.IsZero() || ctx.Err() != nil {
+			continue
+		}
+		// The escalation and its record commit together: each overdue
+		// review is escalated, and recorded, once.
+		var (
+			bg      approval.BreakGlass
+			changed bool
+		)
+		err := s.commitDecision(ctx, func(ctx context.Context, d *decision) error {
+			var err error
+			if bg, changed, err = d.svc.EscalateOne(ctx, cand.ID); err != nil || !changed {
+				return err
+			}
+			ev := bgEvent(ActionBreakGlassOverdue, "escalated", bg, approval.Grant{ID: bg.GrantID}, approval.Credential{Ref: bg.Credential}, "review overdue")
+			ev.Actor = "writd"
+			return d.record(ev)
+		})
+		if err != nil {
+			s.log.ErrorContext(ctx, "escalate break-glass review", slog.String("break_glass_id", cand.ID), slog.Any("error", err))
+			continue
+		}
+		if !changed {
+			continue
+		}
 		e, _ := s.policy.Load().Lookup(bg.Entitlement)
 		var reviewers []string
 		if e != nil && e.BreakGlass != nil {
 			reviewers = e.BreakGlass.ReviewerGroups
-		}
-		ev := bgEvent(ActionBreakGlassOverdue, "escalated", bg, approval.Grant{ID: bg.GrantID}, approval.Credential{Ref: bg.Credential}, "review overdue")
-		ev.Actor = "writd"
-		if _, err := s.record(context.WithoutCancel(ctx), ev); err != nil {
-			s.log.ErrorContext(ctx, "record escalation", slog.String("break_glass_id", bg.ID), slog.Any("error", err))
 		}
 		s.notifier.Notify(ctx, notify.Event{Kind: "breakglass.overdue", RequestID: bg.ID, Entitlement: bg.Entitlement,
 			Beneficiary: bg.Beneficiary.String(), Actor: bg.Taker.String(), Reason: bg.Reason, Until: bg.ReviewDue, Recipients: reviewers,

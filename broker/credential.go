@@ -166,6 +166,7 @@ func (s *Server) deny(ctx context.Context, p approval.Principal, g approval.Gran
 }
 
 func (s *Server) record(ctx context.Context, e audit.Event) (audit.Entry, error) {
+	e = s.withPolicy(e)
 	start := s.now()
 	entry, err := s.ledger.Append(ctx, e)
 	s.metrics.observeLedger(err, s.now().Sub(start))

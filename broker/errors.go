@@ -17,6 +17,9 @@ var (
 	errIssuer = errors.New("credential backend failed")
 	// errLedger marks a failure to record in the ledger; nothing was issued.
 	errLedger = errors.New("ledger unavailable")
+	// errUnrecorded marks a decision whose transaction did not commit:
+	// nothing was decided or recorded.
+	errUnrecorded = errors.New("decision not recorded")
 	// errNoIssuer marks an entitlement whose credential kind has no issuer.
 	errNoIssuer = errors.New("no issuer configured")
 	// errNotOperator marks an admin call by a caller that is not an operator.
@@ -71,9 +74,9 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 		// The broker's own Vault permissions need fixing; say which.
 		s.log.ErrorContext(ctx, "credential backend refused the broker", "error", err)
 		return status.Error(codes.FailedPrecondition, "the broker is not allowed to mint this credential; an operator must fix its Vault policy: "+err.Error())
-	case errors.Is(err, errLedger):
+	case errors.Is(err, errLedger), errors.Is(err, errUnrecorded):
 		s.log.ErrorContext(ctx, "ledger append failed", "error", err)
-		return status.Error(codes.Unavailable, "ledger unavailable: no credential was issued; retry later")
+		return status.Error(codes.Unavailable, "ledger unavailable: nothing was issued, decided or changed; retry later")
 	case errors.Is(err, errIssuer):
 		s.log.ErrorContext(ctx, "credential issuance failed", "error", err)
 		return status.Error(codes.Unavailable, "credential backend unavailable: no credential was issued; retry later")

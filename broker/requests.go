@@ -79,12 +79,19 @@ func (s *Server) submit(ctx context.Context, in approval.RequestInput, badDurati
 		return refuse(err)
 	}
 	in.ID = newRequestID()
-	r, err := s.approvals.Submit(ctx, in)
-	if err != nil {
+	var r approval.Request
+	err = s.commitDecision(ctx, func(ctx context.Context, d *decision) error {
+		var err error
+		if r, err = d.svc.Submit(ctx, in); err != nil {
+			return err
+		}
+		return d.record(requestEvent(ActionRequest, "pending", in.Requester, r, r.Reason, nil))
+	})
+	switch {
+	case isUnrecorded(err):
+		return approval.Request{}, fmt.Errorf("request %s: %w", in.ID, err)
+	case err != nil:
 		return refuse(err)
-	}
-	if _, err := s.record(context.WithoutCancel(ctx), requestEvent(ActionRequest, "pending", in.Requester, r, r.Reason, nil)); err != nil {
-		return approval.Request{}, fmt.Errorf("record request %s: %w: %w", r.ID, errLedger, err)
 	}
 	s.notifier.Notify(ctx, notify.Event{
 		Kind: "request.pending", RequestID: r.ID, Entitlement: r.Entitlement, Beneficiary: r.Beneficiary.String(),

@@ -18,6 +18,7 @@ import (
 	"github.com/writ-dev/writ/internal/audit"
 	"github.com/writ-dev/writ/internal/notify"
 	"github.com/writ-dev/writ/internal/revoke"
+	"github.com/writ-dev/writ/internal/txn"
 	adminv1 "github.com/writ-dev/writ/proto/writ/admin/v1"
 	brokerv1 "github.com/writ-dev/writ/proto/writ/broker/v1"
 )
@@ -42,26 +43,37 @@ type Ledger interface {
 type Approvals interface {
 	Submit(ctx context.Context, in approval.RequestInput) (approval.Request, error)
 	Review(ctx context.Context, id string, rev approval.Review) (approval.Request, error)
-	Revoke(ctx context.Context, id string, by approval.Principal, reason string) (approval.Request, []approval.GrantRecord, error)
+	Revoke(ctx context.Context, id string, by approval.Principal, reason string) (approval.Revocation, error)
 	Get(ctx context.Context, id string) (approval.Request, error)
 	List(ctx context.Context, f approval.Filter) ([]approval.Request, error)
 	Authorize(ctx context.Context, beneficiary approval.Principal, entitlement string, ttl time.Duration, grantID string) (approval.Grant, error)
 	RecordGrant(ctx context.Context, g approval.GrantRecord) error
 	Grants(ctx context.Context, requestID string) ([]approval.GrantRecord, error)
 	GrantsFor(ctx context.Context, beneficiary approval.Principal, since time.Time, limit int) ([]approval.GrantRecord, error)
-	ExpireDue(ctx context.Context) ([]approval.Request, error)
+	Due(ctx context.Context) ([]approval.Request, error)
 
-	TakeBreakGlass(ctx context.Context, in approval.BreakGlassInput, grantID string) (approval.BreakGlass, approval.Grant, error)
-	RecordBreakGlassGrant(ctx context.Context, id, grantID string, ref approval.CredentialRef) error
-	ReviewBreakGlass(ctx context.Context, id string, rev approval.BreakGlassReview) (approval.BreakGlass, error)
+	PrepareBreakGlass(ctx context.Context, in approval.BreakGlassInput, grantID string) (approval.BreakGlass, approval.Grant, error)
 	GetBreakGlass(ctx context.Context, id string) (approval.BreakGlass, error)
 	ListBreakGlass(ctx context.Context, f approval.BreakGlassFilter) ([]approval.BreakGlass, error)
-	EscalateOverdue(ctx context.Context) ([]approval.BreakGlass, error)
+
+	// In returns the service bound to a transaction of Config.Commit: the
+	// decisions are made through it, so that each commits with its ledger
+	// records and the revocations it implies.
+	In(tx approval.Tx) *approval.Service
 }
 
-// Revoker revokes credentials, queueing durably what cannot be revoked now.
+// LedgerPreparer builds ledger entries for a transaction of Config.Commit
+// (audit.Log does).
+type LedgerPreparer interface {
+	Prepare(e audit.Event) (audit.Build, error)
+}
+
+// Revoker revokes credentials. The broker queues the revocations a decision
+// implies in the decision's own transaction (Plan's Items), then attempts
+// them.
 type Revoker interface {
-	RevokeAll(ctx context.Context, requestID string, grants []approval.GrantRecord) revoke.Receipt
+	Plan(requestID string, grants []approval.GrantRecord) revoke.Plan
+	Attempt(ctx context.Context, p revoke.Plan) revoke.Receipt
 }
 
 // Notifier sends notifications; it must never block.
@@ -94,6 +106,15 @@ type Config struct {
 	// Revoker revokes credentials under a revoked or expired approval.
 	// Required with Approvals.
 	Revoker Revoker
+	// Commit runs each decision (a request, a review, a revocation, an
+	// expiry, a break-glass use and its review) in one transaction with its
+	// ledger records and the revocations it implies. Required with
+	// Approvals; Ledger must then be a LedgerPreparer over the same store.
+	Commit txn.Committer
+	// PolicyHash identifies the policy in force (PolicyHash of its file's
+	// bytes); every ledger record the broker writes carries it in
+	// Details["policy"]. Empty: records carry none.
+	PolicyHash string
 	// Notifier receives request events; nil sends none.
 	Notifier Notifier
 	// Grants finds a credential's newest ledger entry, for RenewCredential
@@ -129,6 +150,9 @@ type Server struct {
 	approvals     Approvals
 	people        PersonVerifier
 	revoker       Revoker
+	commit        txn.Committer
+	prep          LedgerPreparer
+	policyHash    string
 	notifier      Notifier
 	grants        GrantLookup
 	watch         *watchHub
@@ -163,6 +187,10 @@ func New(cfg Config) (*Server, error) {
 	if (cfg.Approvals == nil) != (cfg.Revoker == nil) {
 		return nil, errors.New("broker: Approvals and Revoker go together")
 	}
+	prep, _ := cfg.Ledger.(LedgerPreparer)
+	if cfg.Approvals != nil && (cfg.Commit == nil || prep == nil) {
+		return nil, errors.New("broker: Approvals need Commit, and a Ledger that is a LedgerPreparer, so that decisions and their records commit together")
+	}
 	if cfg.Approvals == nil && usesApprovers(cfg.Policy) {
 		return nil, errors.New("broker: the policy has entitlements with approval mode approvers, but no approval service is configured")
 	}
@@ -172,6 +200,9 @@ func New(cfg Config) (*Server, error) {
 		approvals:     cfg.Approvals,
 		people:        cfg.People,
 		revoker:       cfg.Revoker,
+		commit:        cfg.Commit,
+		prep:          prep,
+		policyHash:    cfg.PolicyHash,
 		notifier:      cfg.Notifier,
 		grants:        cfg.Grants,
 		watch:         newWatchHub(),

@@ -186,7 +186,7 @@ func startBroker(t *testing.T) *testBroker {
 	}
 	srv, err := broker.New(broker.Config{
 		Policy: pol, Issuers: map[approval.CredentialKind]broker.Issuer{approval.KindJWT: b.issuer}, Ledger: ledger,
-		Approvals: svc, Revoker: rev, People: tokenPeople{}, Now: b.clock.Now, Logger: slog.New(slog.DiscardHandler),
+		Approvals: svc, Revoker: rev, Commit: store, People: tokenPeople{}, Now: b.clock.Now, Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		t.Fatal(err)

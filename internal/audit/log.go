@@ -41,6 +41,11 @@ func New(cfg Config) (*Log, error) {
 	return &Log{store: cfg.Store, now: cfg.Now, logger: cfg.Logger}, nil
 }
 
+// Build links an entry to the ledger's head (ok is false for an empty
+// ledger) and returns the entry to store next. It is the build argument of
+// Store.AppendEntry; Log.Prepare makes one.
+type Build func(head Entry, ok bool) (Entry, error)
+
 // Append records ev as the next entry: Seq is the head's Seq+1, PrevHash the
 // head's Hash and Time the clock's reading (in UTC) when Append was called,
 // so under concurrent appends Time need not increase with Seq. It returns the
@@ -50,28 +55,45 @@ func New(cfg Config) (*Log, error) {
 // UTF-8, and otherwise any error from the Store. On error nothing was
 // recorded, and the caller must treat the action as unaudited (fail closed).
 func (l *Log) Append(ctx context.Context, ev Event) (Entry, error) {
-	if ev.Action == "" {
-		return Entry{}, fmt.Errorf("audit: append: empty action: %w", ErrInvalid)
+	build, err := l.Prepare(ev)
+	if err != nil {
+		return Entry{}, err
 	}
-	ev = normalize(ev)
-	now := l.now().UTC()
-	if err := validateFields(Entry{Time: now, Event: ev}); err != nil {
-		return Entry{}, fmt.Errorf("audit: append %s: %w", ev.Action, err)
-	}
-	e, err := l.store.AppendEntry(ctx, func(head Entry, ok bool) (Entry, error) {
-		next := Entry{Seq: 1, Time: now, Event: ev, PrevHash: ZeroHash}
-		if ok {
-			next.Seq, next.PrevHash = head.Seq+1, head.Hash
-		}
-		next.Hash = next.ComputeHash()
-		return next, nil
-	})
+	e, err := l.store.AppendEntry(ctx, build)
 	if err != nil {
 		return Entry{}, fmt.Errorf("audit: append %s: %w", ev.Action, err)
 	}
 	l.logger.DebugContext(ctx, "audit entry appended",
 		"seq", e.Seq, "action", e.Action, "grant_id", e.GrantID)
 	return e, nil
+}
+
+// Prepare checks and normalizes ev as Append does, stamps it with the clock's
+// reading now, and returns the Build that links it to whatever head it is
+// given. It is for a caller that writes the entry inside its own store
+// transaction, together with the decision the entry records (see the
+// package documentation, "Decisions and their records"); the Build is pure
+// and may be called again if that transaction is retried.
+//
+// Prepare returns ErrInvalid if ev has no Action or a string that is not
+// valid UTF-8.
+func (l *Log) Prepare(ev Event) (Build, error) {
+	if ev.Action == "" {
+		return nil, fmt.Errorf("audit: append: empty action: %w", ErrInvalid)
+	}
+	ev = normalize(ev)
+	now := l.now().UTC()
+	if err := validateFields(Entry{Time: now, Event: ev}); err != nil {
+		return nil, fmt.Errorf("audit: append %s: %w", ev.Action, err)
+	}
+	return func(head Entry, ok bool) (Entry, error) {
+		next := Entry{Seq: 1, Time: now, Event: ev, PrevHash: ZeroHash}
+		if ok {
+			next.Seq, next.PrevHash = head.Seq+1, head.Hash
+		}
+		next.Hash = next.ComputeHash()
+		return next, nil
+	}, nil
 }
 
 // Head returns the last entry, or ok=false if the ledger is empty. It is

@@ -181,6 +181,7 @@ func New(ctx context.Context, cfg Config, opts Options) (_ *Daemon, err error) {
 		Approvals: approvals,
 		People:    people,
 		Revoker:   revoker,
+		Commit:    store,
 		Notifier:  notifier,
 		Grants:    store,
 		Intents:   store,

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -130,52 +131,102 @@ func New(cfg Config) (*Revoker, error) {
 //
 // Queue writes use a context detached from ctx's cancellation, so a
 // cancelled caller still leaves every unfinished revocation queued.
+//
+// A caller that must queue the revocations in the same transaction as the
+// decision that implies them uses Plan and Attempt instead.
 func (r *Revoker) RevokeAll(ctx context.Context, requestID string, grants []approval.GrantRecord) Receipt {
-	rec := Receipt{RequestID: requestID, Results: make([]Result, len(grants))}
-	sem := make(chan struct{}, r.cfg.Concurrency)
-	var wg sync.WaitGroup
+	p := r.Plan(requestID, grants)
+	qctx := context.WithoutCancel(ctx)
+	for i, it := range p.Items {
+		if err := r.cfg.Queue.Enqueue(qctx, it); err != nil {
+			p.unqueued[i] = true
+			r.log.ErrorContext(ctx, "revocation not queued before attempt", "request_id", it.RequestID, "grant_id", it.GrantID,
+				"credential_kind", it.Ref.Kind, "credential_ref", it.Ref.ID, "error", err)
+		}
+	}
+	return r.Attempt(ctx, p)
+}
+
+// Plan is what RevokeAll will do with grants: a Receipt with one Result per
+// grant, final for the credentials already past their expiry
+// (OutcomeExpired) or without a reference (OutcomeFailed, ErrNoRef), and
+// OutcomeQueued for the others, whose queue Items, claimed for two attempt
+// timeouts from now, are in Items.
+type Plan struct {
+	// Receipt holds a Result per grant.
+	Receipt Receipt
+	// Items are the revocations to queue, in grant order.
+	Items []Item
+	// pos[i] is the index in Receipt.Results of Items[i].
+	pos []int
+	// unqueued[i] is set when Items[i] could not be queued.
+	unqueued []bool
+}
+
+// Plan returns the plan for revoking grants, minted under requestID, now.
+// The caller stores p.Items in the queue (revoke.Queue.Enqueue, or the same
+// write inside the transaction of the decision that implies them) and then
+// calls Attempt.
+func (r *Revoker) Plan(requestID string, grants []approval.GrantRecord) Plan {
+	now := r.now()
+	p := Plan{Receipt: Receipt{RequestID: requestID, Results: make([]Result, len(grants))}}
 	for i, g := range grants {
-		rec.Results[i] = Result{GrantID: g.GrantID, Ref: g.Ref}
+		res := &p.Receipt.Results[i]
+		*res = Result{GrantID: g.GrantID, Ref: g.Ref}
 		if g.RequestID == "" {
 			g.RequestID = requestID
 		}
+		switch {
+		case r.expired(g.Ref, now):
+			res.Outcome = OutcomeExpired
+		case g.Ref.ID == "":
+			r.log.Error("credential cannot be revoked", "request_id", g.RequestID, "grant_id", g.GrantID, "credential_kind", g.Ref.Kind, "error", ErrNoRef)
+			res.Outcome, res.Error = OutcomeFailed, ErrNoRef.Error()
+		default:
+			res.Outcome = OutcomeQueued
+			p.Items = append(p.Items, Item{
+				ID:         ItemID(g.Ref),
+				Ref:        g.Ref,
+				RequestID:  g.RequestID,
+				GrantID:    g.GrantID,
+				NextAt:     now.Add(2 * r.cfg.AttemptTimeout),
+				EnqueuedAt: now,
+			})
+			p.pos = append(p.pos, i)
+		}
+	}
+	p.unqueued = make([]bool, len(p.Items))
+	return p
+}
+
+// Attempt revokes p's Items, which the caller has queued, up to
+// Config.Concurrency at a time, and returns p's Receipt with their
+// outcomes: revoked and taken off the queue, or still queued with a
+// backoff (OutcomeQueued and the attempt's error). Queue writes use a
+// context detached from ctx's cancellation.
+func (r *Revoker) Attempt(ctx context.Context, p Plan) Receipt {
+	rec := Receipt{RequestID: p.Receipt.RequestID, Results: slices.Clone(p.Receipt.Results)}
+	sem := make(chan struct{}, r.cfg.Concurrency)
+	var wg sync.WaitGroup
+	for i, it := range p.Items {
+		queued := i >= len(p.unqueued) || !p.unqueued[i]
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			res := &rec.Results[i]
-			res.Outcome, res.Error = r.revokeNow(ctx, g)
+			res := &rec.Results[p.pos[i]]
+			res.Outcome, res.Error = r.attemptQueued(ctx, it, queued)
 		})
 	}
 	wg.Wait()
 	return rec
 }
 
-// revokeNow runs RevokeAll's steps for one grant.
-func (r *Revoker) revokeNow(ctx context.Context, g approval.GrantRecord) (Outcome, string) {
-	now := r.now()
-	if r.expired(g.Ref, now) {
-		return OutcomeExpired, ""
-	}
-	log := r.log.With("request_id", g.RequestID, "grant_id", g.GrantID, "credential_kind", g.Ref.Kind, "credential_ref", g.Ref.ID)
-	if g.Ref.ID == "" {
-		log.ErrorContext(ctx, "credential cannot be revoked", "error", ErrNoRef)
-		return OutcomeFailed, ErrNoRef.Error()
-	}
+// attemptQueued runs one attempt of RevokeAll on it, queued beforehand
+// unless queued is false.
+func (r *Revoker) attemptQueued(ctx context.Context, it Item, queued bool) (Outcome, string) {
+	log := r.log.With("request_id", it.RequestID, "grant_id", it.GrantID, "credential_kind", it.Ref.Kind, "credential_ref", it.Ref.ID)
 	qctx := context.WithoutCancel(ctx)
-	it := Item{
-		ID:         ItemID(g.Ref),
-		Ref:        g.Ref,
-		RequestID:  g.RequestID,
-		GrantID:    g.GrantID,
-		NextAt:     now.Add(2 * r.cfg.AttemptTimeout),
-		EnqueuedAt: now,
-	}
-	queued := true
-	if err := r.cfg.Queue.Enqueue(qctx, it); err != nil {
-		queued = false
-		log.ErrorContext(ctx, "revocation not queued before attempt", "error", err)
-	}
-	attemptErr := r.attempt(ctx, g.Ref)
+	attemptErr := r.attempt(ctx, it.Ref)
 	if attemptErr == nil {
 		if queued {
 			if err := r.cfg.Queue.Done(qctx, it.ID); err != nil {

@@ -29,10 +29,15 @@ type aggregate[T any] struct {
 // wrapping approval.ErrConflict if the ID exists, or approval.ErrInvalid if
 // it is empty.
 func (a aggregate[T]) create(ctx context.Context, db *bolt.DB, v T) error {
-	id := a.id(&v)
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("create %s %s: %w", a.what, id, err)
+		return fmt.Errorf("create %s %s: %w", a.what, a.id(&v), err)
 	}
+	return db.Update(func(tx *bolt.Tx) error { return a.createIn(tx, v) })
+}
+
+// createIn is create inside the write transaction tx.
+func (a aggregate[T]) createIn(tx *bolt.Tx, v T) error {
+	id := a.id(&v)
 	if id == "" {
 		return fmt.Errorf("create %s: empty id: %w", a.what, approval.ErrInvalid)
 	}
@@ -41,17 +46,14 @@ func (a aggregate[T]) create(ctx context.Context, db *bolt.DB, v T) error {
 	if err != nil {
 		return fmt.Errorf("create %s %s: %w", a.what, id, err)
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		b, err := writeBucket(tx, a.bucket)
-		if err != nil {
-			return err
-		}
-		if b.Get([]byte(id)) != nil {
-			return fmt.Errorf("id exists: %w", approval.ErrConflict)
-		}
-		return b.Put([]byte(id), raw)
-	})
+	b, err := writeBucket(tx, a.bucket)
 	if err != nil {
+		return fmt.Errorf("create %s %s: %w", a.what, id, err)
+	}
+	if b.Get([]byte(id)) != nil {
+		return fmt.Errorf("create %s %s: id exists: %w", a.what, id, approval.ErrConflict)
+	}
+	if err := b.Put([]byte(id), raw); err != nil {
 		return fmt.Errorf("create %s %s: %w", a.what, id, err)
 	}
 	return nil
@@ -106,30 +108,11 @@ func (a aggregate[T]) update(ctx context.Context, db *bolt.DB, id string, fn fun
 	}
 	var fnErr error
 	err := db.Update(func(tx *bolt.Tx) error {
-		b, err := writeBucket(tx, a.bucket)
-		if err != nil {
-			return err
-		}
-		cur, err := a.getIn(b, id)
-		if err != nil {
-			return err
-		}
-		next := a.clone(cur)
-		if fnErr = fn(&next); fnErr != nil {
+		var err error
+		out, fnErr, err = a.updateIn(tx, id, fn)
+		if fnErr != nil {
 			return fnErr
 		}
-		if got := a.id(&next); got != id {
-			return fmt.Errorf("update changed the id to %q: %w", got, approval.ErrInvalid)
-		}
-		*a.version(&next) = *a.version(&cur) + 1
-		raw, err := a.encode(next)
-		if err != nil {
-			return err
-		}
-		if err := b.Put([]byte(id), raw); err != nil {
-			return err
-		}
-		out, err = a.decode([]byte(id), raw)
 		return err
 	})
 	if fnErr != nil {
@@ -139,4 +122,35 @@ func (a aggregate[T]) update(ctx context.Context, db *bolt.DB, id string, fn fun
 		return zero, fmt.Errorf("update %s %s: %w", a.what, id, err)
 	}
 	return out, nil
+}
+
+// updateIn is update inside the write transaction tx: it returns fn's
+// error as fnErr (nothing written) and its own failures, unwrapped, as err.
+func (a aggregate[T]) updateIn(tx *bolt.Tx, id string, fn func(*T) error) (out T, fnErr, err error) {
+	var zero T
+	b, err := writeBucket(tx, a.bucket)
+	if err != nil {
+		return zero, nil, err
+	}
+	cur, err := a.getIn(b, id)
+	if err != nil {
+		return zero, nil, err
+	}
+	next := a.clone(cur)
+	if fnErr = fn(&next); fnErr != nil {
+		return zero, fnErr, nil
+	}
+	if got := a.id(&next); got != id {
+		return zero, nil, fmt.Errorf("update changed the id to %q: %w", got, approval.ErrInvalid)
+	}
+	*a.version(&next) = *a.version(&cur) + 1
+	raw, err := a.encode(next)
+	if err != nil {
+		return zero, nil, err
+	}
+	if err := b.Put([]byte(id), raw); err != nil {
+		return zero, nil, err
+	}
+	out, err = a.decode([]byte(id), raw)
+	return out, nil, err
 }

@@ -75,11 +75,21 @@ func (s *Store) ListRequests(ctx context.Context, f approval.Filter) ([]approval
 	}
 	var out []approval.Request
 	err := s.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(requestsBucket)
-		if b == nil {
-			return nil
-		}
-		return b.ForEach(func(k, v []byte) error {
+		var err error
+		out, err = listRequestsIn(tx, f)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list requests: %w", err)
+	}
+	return out, nil
+}
+
+// listRequestsIn is ListRequests inside tx.
+func listRequestsIn(tx *bolt.Tx, f approval.Filter) ([]approval.Request, error) {
+	var out []approval.Request
+	if b := tx.Bucket(requestsBucket); b != nil {
+		err := b.ForEach(func(k, v []byte) error {
 			r, err := decodeRequest(k, v)
 			if err != nil {
 				return err
@@ -89,9 +99,9 @@ func (s *Store) ListRequests(ctx context.Context, f approval.Filter) ([]approval
 			}
 			return nil
 		})
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list requests: %w", err)
+		if err != nil {
+			return nil, err
+		}
 	}
 	slices.SortFunc(out, func(a, b approval.Request) int {
 		if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
@@ -133,44 +143,48 @@ func (s *Store) AddGrant(ctx context.Context, g approval.GrantRecord) error {
 	if g.GrantID == "" || g.RequestID == "" || strings.Contains(g.GrantID, "/") {
 		return fmt.Errorf("add grant %q to request %q: grant id must be non-empty without '/', request id non-empty: %w", g.GrantID, g.RequestID, approval.ErrInvalid)
 	}
-	gkey := grantKey(g.RequestID, g.GrantID)
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		rb, err := writeBucket(tx, requestsBucket)
-		if err != nil {
-			return err
-		}
-		gb, err := writeBucket(tx, grantsBucket)
-		if err != nil {
-			return err
-		}
-		ib, err := writeBucket(tx, grantsByBenefBucket)
-		if err != nil {
-			return err
-		}
-		req, err := getRequest(rb, g.RequestID)
-		if err != nil {
-			return err
-		}
-		if strings.ContainsRune(string(req.Beneficiary), 0) {
-			return fmt.Errorf("beneficiary contains NUL: %w", approval.ErrInvalid)
-		}
-		ikey := beneficiaryKey(req.Beneficiary, g.IssuedAt, g.GrantID)
-		if gb.Get(gkey) != nil || ib.Get(ikey) != nil {
-			return fmt.Errorf("grant already recorded: %w", approval.ErrConflict)
-		}
-		raw, err := encodeRecord("grant", toGrantRecord(g, req.Beneficiary))
-		if err != nil {
-			return err
-		}
-		if err := gb.Put(gkey, raw); err != nil {
-			return err
-		}
-		return ib.Put(ikey, gkey)
-	})
+	err := s.db.Update(func(tx *bolt.Tx) error { return addGrantIn(tx, g) })
 	if err != nil {
 		return fmt.Errorf("add grant %s to request %s: %w", g.GrantID, g.RequestID, err)
 	}
 	return nil
+}
+
+// addGrantIn is AddGrant inside the write transaction tx, after the checks
+// of its arguments.
+func addGrantIn(tx *bolt.Tx, g approval.GrantRecord) error {
+	gkey := grantKey(g.RequestID, g.GrantID)
+	rb, err := writeBucket(tx, requestsBucket)
+	if err != nil {
+		return err
+	}
+	gb, err := writeBucket(tx, grantsBucket)
+	if err != nil {
+		return err
+	}
+	ib, err := writeBucket(tx, grantsByBenefBucket)
+	if err != nil {
+		return err
+	}
+	req, err := getRequest(rb, g.RequestID)
+	if err != nil {
+		return err
+	}
+	if strings.ContainsRune(string(req.Beneficiary), 0) {
+		return fmt.Errorf("beneficiary contains NUL: %w", approval.ErrInvalid)
+	}
+	ikey := beneficiaryKey(req.Beneficiary, g.IssuedAt, g.GrantID)
+	if gb.Get(gkey) != nil || ib.Get(ikey) != nil {
+		return fmt.Errorf("grant already recorded: %w", approval.ErrConflict)
+	}
+	raw, err := encodeRecord("grant", toGrantRecord(g, req.Beneficiary))
+	if err != nil {
+		return err
+	}
+	if err := gb.Put(gkey, raw); err != nil {
+		return err
+	}
+	return ib.Put(ikey, gkey)
 }
 
 // Grants implements approval.Store: the grants recorded under requestID,
@@ -182,9 +196,23 @@ func (s *Store) Grants(ctx context.Context, requestID string) ([]approval.GrantR
 	}
 	var out []approval.GrantRecord
 	err := s.db.View(func(tx *bolt.Tx) error {
-		if _, err := getRequest(tx.Bucket(requestsBucket), requestID); err != nil {
-			return err
-		}
+		var err error
+		out, err = grantsIn(tx, requestID)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list grants of %s: %w", requestID, err)
+	}
+	return out, nil
+}
+
+// grantsIn is Grants inside tx.
+func grantsIn(tx *bolt.Tx, requestID string) ([]approval.GrantRecord, error) {
+	var out []approval.GrantRecord
+	if _, err := getRequest(tx.Bucket(requestsBucket), requestID); err != nil {
+		return nil, err
+	}
+	err := func() error {
 		gb := tx.Bucket(grantsBucket)
 		if gb == nil {
 			return nil
@@ -202,9 +230,9 @@ func (s *Store) Grants(ctx context.Context, requestID string) ([]approval.GrantR
 			out = append(out, rec.grant())
 		}
 		return nil
-	})
+	}()
 	if err != nil {
-		return nil, fmt.Errorf("list grants of %s: %w", requestID, err)
+		return nil, err
 	}
 	slices.SortStableFunc(out, func(a, b approval.GrantRecord) int {
 		if c := a.IssuedAt.Compare(b.IssuedAt); c != 0 {
@@ -228,6 +256,23 @@ func (s *Store) GrantsFor(ctx context.Context, beneficiary approval.Principal, s
 	}
 	var out []approval.GrantRecord
 	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		out, err = grantsForIn(tx, beneficiary, since, limit)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list grants for %s: %w", beneficiary, err)
+	}
+	return out, nil
+}
+
+// grantsForIn is GrantsFor inside tx.
+func grantsForIn(tx *bolt.Tx, beneficiary approval.Principal, since time.Time, limit int) ([]approval.GrantRecord, error) {
+	if beneficiary == "" || strings.ContainsRune(string(beneficiary), 0) {
+		return nil, nil
+	}
+	var out []approval.GrantRecord
+	err := func() error {
 		ib, gb := tx.Bucket(grantsByBenefBucket), tx.Bucket(grantsBucket)
 		if ib == nil || gb == nil {
 			return nil
@@ -265,11 +310,8 @@ func (s *Store) GrantsFor(ctx context.Context, beneficiary approval.Principal, s
 			out = append(out, rec.grant())
 		}
 		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list grants for %s: %w", beneficiary, err)
-	}
-	return out, nil
+	}()
+	return out, err
 }
 
 // getRequest reads and decodes request id from b, which may be nil (a

@@ -173,11 +173,21 @@ func (s *Store) ListBreakGlass(ctx context.Context, f approval.BreakGlassFilter)
 	}
 	var out []approval.BreakGlass
 	err := s.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(breakGlassBucket)
-		if b == nil {
-			return nil
-		}
-		return b.ForEach(func(k, v []byte) error {
+		var err error
+		out, err = listBreakGlassIn(tx, f)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list break-glass: %w", err)
+	}
+	return out, nil
+}
+
+// listBreakGlassIn is ListBreakGlass inside tx.
+func listBreakGlassIn(tx *bolt.Tx, f approval.BreakGlassFilter) ([]approval.BreakGlass, error) {
+	var out []approval.BreakGlass
+	if b := tx.Bucket(breakGlassBucket); b != nil {
+		err := b.ForEach(func(k, v []byte) error {
 			bg, err := decodeBreakGlass(k, v)
 			if err != nil {
 				return err
@@ -187,9 +197,9 @@ func (s *Store) ListBreakGlass(ctx context.Context, f approval.BreakGlassFilter)
 			}
 			return nil
 		})
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list break-glass: %w", err)
+		if err != nil {
+			return nil, err
+		}
 	}
 	slices.SortFunc(out, func(a, b approval.BreakGlass) int {
 		if c := b.TakenAt.Compare(a.TakenAt); c != 0 {

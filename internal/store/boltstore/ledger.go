@@ -35,39 +35,9 @@ func (s *Store) AppendEntry(ctx context.Context, build func(head audit.Entry, ok
 	}
 	var out audit.Entry
 	fn := func(tx *bolt.Tx) error {
-		b := tx.Bucket(ledgerBucket)
-		if b == nil {
-			return fmt.Errorf("bucket %s missing", ledgerBucket)
-		}
-		head, ok, err := headOf(b)
-		if err != nil {
-			return err
-		}
-		next, err := build(head, ok)
-		if err != nil {
-			return err
-		}
-		if err := audit.CheckNext(head, ok, next); err != nil {
-			return err
-		}
-		raw, err := audit.Encode(next)
-		if err != nil {
-			return err
-		}
-		if err := b.Put(seqKey(next.Seq), raw); err != nil {
-			return fmt.Errorf("put record %d: %w", next.Seq, err)
-		}
-		// Index the newest record about each credential, in the same
-		// transaction, so renew and release find it without a scan.
-		if next.GrantID != "" && next.CredentialRef != "" {
-			if ib := tx.Bucket(ledgerByGrantBucket); ib != nil {
-				if err := ib.Put([]byte(next.GrantID), seqKey(next.Seq)); err != nil {
-					return fmt.Errorf("index record %d by grant: %w", next.Seq, err)
-				}
-			}
-		}
-		out = next
-		return nil
+		var err error
+		out, err = s.appendInTx(tx, build)
+		return err
 	}
 	// Alone, commit at once rather than wait out the batch delay; with
 	// company, group-commit. fn is the same either way.
@@ -80,6 +50,49 @@ func (s *Store) AppendEntry(ctx context.Context, build func(head audit.Entry, ok
 		return audit.Entry{}, fmt.Errorf("append ledger entry: %w", err)
 	}
 	return out, nil
+}
+
+// appendInTx appends, inside the write transaction tx, the entry build
+// returns for the current head, and maintains the ledger's indexes in the
+// same transaction. It is the one place a ledger record is written: every
+// append (AppendEntry, or a decision committed with its records) goes
+// through it, so whatever must be written with each record (an index, a
+// tree hash) is added here. It returns build's error, audit.ErrNotNext, an
+// error wrapping audit.ErrTampered for an unreadable head, or bbolt's error;
+// the caller's transaction must then roll back.
+func (s *Store) appendInTx(tx *bolt.Tx, build func(head audit.Entry, ok bool) (audit.Entry, error)) (audit.Entry, error) {
+	b := tx.Bucket(ledgerBucket)
+	if b == nil {
+		return audit.Entry{}, fmt.Errorf("bucket %s missing", ledgerBucket)
+	}
+	head, ok, err := headOf(b)
+	if err != nil {
+		return audit.Entry{}, err
+	}
+	next, err := build(head, ok)
+	if err != nil {
+		return audit.Entry{}, err
+	}
+	if err := audit.CheckNext(head, ok, next); err != nil {
+		return audit.Entry{}, err
+	}
+	raw, err := audit.Encode(next)
+	if err != nil {
+		return audit.Entry{}, err
+	}
+	if err := b.Put(seqKey(next.Seq), raw); err != nil {
+		return audit.Entry{}, fmt.Errorf("put record %d: %w", next.Seq, err)
+	}
+	// Index the newest record about each credential, in the same
+	// transaction, so renew and release find it without a scan.
+	if next.GrantID != "" && next.CredentialRef != "" {
+		if ib := tx.Bucket(ledgerByGrantBucket); ib != nil {
+			if err := ib.Put([]byte(next.GrantID), seqKey(next.Seq)); err != nil {
+				return audit.Entry{}, fmt.Errorf("index record %d by grant: %w", next.Seq, err)
+			}
+		}
+	}
+	return next, nil
 }
 
 // Head implements audit.HeadReader: it returns the last ledger entry, or

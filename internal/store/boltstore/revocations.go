@@ -87,25 +87,63 @@ func (q *RevocationQueue) Enqueue(ctx context.Context, it revoke.Item) error {
 	if it.ID == "" {
 		return fmt.Errorf("enqueue revocation: empty id: %w", approval.ErrInvalid)
 	}
-	raw, err := encodeRecord("revocation", toRevocationRecord(it))
-	if err != nil {
-		return fmt.Errorf("enqueue revocation %s: %w", it.ID, err)
-	}
-	key := []byte(it.ID)
-	err = q.s.db.Update(func(tx *bolt.Tx) error {
-		b, err := writeBucket(tx, revocationsBucket)
-		if err != nil {
-			return err
-		}
-		if b.Get(key) != nil {
-			return nil
-		}
-		return b.Put(key, raw)
-	})
-	if err != nil {
+	if err := q.s.db.Update(func(tx *bolt.Tx) error { return enqueueIn(tx, it) }); err != nil {
 		return fmt.Errorf("enqueue revocation %s: %w", it.ID, err)
 	}
 	return nil
+}
+
+// enqueueIn is Enqueue inside the write transaction tx.
+func enqueueIn(tx *bolt.Tx, it revoke.Item) error {
+	if it.ID == "" {
+		return fmt.Errorf("empty id: %w", approval.ErrInvalid)
+	}
+	raw, err := encodeRecord("revocation", toRevocationRecord(it))
+	if err != nil {
+		return err
+	}
+	b, err := writeBucket(tx, revocationsBucket)
+	if err != nil {
+		return err
+	}
+	if b.Get([]byte(it.ID)) != nil {
+		return nil
+	}
+	return b.Put([]byte(it.ID), raw)
+}
+
+// List returns every queued item, due or not, earliest NextAt first, for
+// operators and for tests that check that a decision's revocations were
+// queued. It does not claim anything.
+func (q *RevocationQueue) List(ctx context.Context) ([]revoke.Item, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("list revocations: %w", err)
+	}
+	var out []revoke.Item
+	err := q.s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(revocationsBucket)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			it, err := decodeRevocation(k, v)
+			if err != nil {
+				return err
+			}
+			out = append(out, it)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list revocations: %w", err)
+	}
+	slices.SortFunc(out, func(a, b revoke.Item) int {
+		if c := a.NextAt.Compare(b.NextAt); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.ID, b.ID)
+	})
+	return out, nil
 }
 
 // Due implements revoke.Queue: in one write transaction it finds the items
