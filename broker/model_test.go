@@ -150,7 +150,7 @@ func (m *model) open(t *rapid.T) {
 		t.Fatal(err)
 	}
 	m.srv, err = broker.New(broker.Config{Policy: m.pol, Issuers: map[approval.CredentialKind]broker.Issuer{approval.KindVaultToken: m.vault},
-		Ledger: ledger, Approvals: svc, Revoker: rv, Grants: store, Intents: store, Now: m.clock.Now})
+		Ledger: ledger, Approvals: svc, Revoker: rv, Commit: store, Grants: store, Intents: store, Now: m.clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
