@@ -102,7 +102,7 @@ func TestCrash_RevokesAndApprovals(t *testing.T) {
 				_, _ = wl.IssueCredential(chaos, &brokerv1.IssueCredentialRequest{Entitlement: "jwt-approved"})
 			}
 		})
-		time.Sleep(time.Duration(rand.IntN(60)) * time.Millisecond)
+		time.Sleep(time.Duration(rand.IntN(250)) * time.Millisecond)
 		d.kill()
 		stop()
 		wg.Wait()
