@@ -23,6 +23,14 @@ const ActionOrphanRevoked = "orphan_revoked"
 // a TTL from its own clock and from when it created the credential.
 const orphanLeeway = time.Minute
 
+// leaseQuiet is how old a lease intent must be before a periodic pass
+// searches for its lease. Leases are matched by issue time (the Vault
+// issuer looks from 30s before to 2m after the intent), so a grant that
+// starts minting on the same path after the pass took its snapshot could
+// otherwise be taken for the orphan. The pass before serving has no such
+// grants and searches at once.
+const leaseQuiet = 3 * time.Minute
+
 // ReconcileReport counts what one reconciler pass did.
 type ReconcileReport struct {
 	// Intents is how many intents the pass saw.
@@ -46,22 +54,33 @@ type ReconcileReport struct {
 // then periodically (RunReconciler). Intents of pipelines still running in
 // this process are left alone.
 func (s *Server) ReconcileIntents(ctx context.Context) (ReconcileReport, error) {
+	return s.reconcile(ctx, false)
+}
+
+// reconcile is one pass; periodic passes run while grants are served.
+func (s *Server) reconcile(ctx context.Context, periodic bool) (ReconcileReport, error) {
 	var rep ReconcileReport
 	if s.intents == nil {
 		return rep, nil
 	}
-	// The in-flight snapshot comes first: a pipeline that records after
-	// the ledger is read below was in flight before it.
+	// In flight before and after the intents are read: a pipeline whose
+	// intent was read is in the second snapshot unless it has ended, and
+	// one that records after the ledger is read below was in flight in one
+	// of them.
 	running := s.inflight.snapshot()
 	all, err := s.intents.Intents(ctx)
 	if err != nil {
 		return rep, err
+	}
+	for id, in := range s.inflight.snapshot() {
+		running[id] = in
 	}
 	rep.Intents = len(all)
 	runningPaths := map[string]bool{}
 	for _, in := range running {
 		runningPaths[in.Recipe.Path] = true
 	}
+	now := s.now()
 	byKind := map[approval.CredentialKind][]approval.Intent{}
 	for _, in := range all {
 		if _, ok := running[in.GrantID]; ok {
@@ -79,7 +98,7 @@ func (s *Server) ReconcileIntents(ctx context.Context) (ReconcileReport, error) 
 		}
 		// A lease is matched by path and issue time, so a pipeline still
 		// minting on the same path could be mistaken for the orphan: wait.
-		if in.Recipe.Kind == approval.KindVaultSecret && runningPaths[in.Recipe.Path] {
+		if in.Recipe.Kind == approval.KindVaultSecret && (runningPaths[in.Recipe.Path] || (periodic && now.Sub(in.CreatedAt) < leaseQuiet)) {
 			rep.Pending++
 			continue
 		}
@@ -209,7 +228,7 @@ func (s *Server) RunReconciler(ctx context.Context, interval time.Duration) {
 			return
 		case <-t.C:
 		}
-		if _, err := s.ReconcileIntents(ctx); err != nil && ctx.Err() == nil {
+		if _, err := s.reconcile(ctx, true); err != nil && ctx.Err() == nil {
 			s.log.ErrorContext(ctx, "reconcile intents", slog.Any("error", err))
 		}
 	}
