@@ -25,6 +25,21 @@
 // outlive it. Service applies these pure functions inside the Store's
 // compare-and-swap.
 //
+// Revoking an approval that is already revoked, or already expired, is not
+// refused: Service.Revoke changes nothing and returns the grants again
+// (Revocation.Again), so that whatever is still live can be revoked again.
+//
+// # Decisions in one transaction
+//
+// The broker must store a decision together with its ledger records and the
+// revocations it implies, or none of them. Service.In binds a Service to a
+// Tx, a Store and BreakGlassStore that are one transaction of the caller's:
+// the broker opens the transaction (internal/txn), makes the decision
+// through the bound Service, writes the records and queue entries through
+// the same transaction and commits. ExpireOne, EscalateOne and
+// PrepareBreakGlass with StoreBreakGlass exist for that: each makes one
+// decision the caller can commit with its records.
+//
 // # Break-glass
 //
 // An entitlement with a break-glass rule may also be taken at once, without

@@ -115,6 +115,13 @@ type Entitlement struct {
 type Policy struct {
 	// Source names where the policy came from (a file path), for messages.
 	Source string
+	// Hash identifies this version of the policy: the lowercase hex SHA-256
+	// of Text. Every ledger record of a decision carries it (Details
+	// "policy"); empty for a policy built in code.
+	Hash string
+	// Text is the policy file's bytes exactly as loaded, recorded once per
+	// version in the ledger so that an auditor can replay any decision.
+	Text []byte
 	// TrustDomain is the only trust domain requesters may come from.
 	TrustDomain string
 	// Entitlements by name.

@@ -512,3 +512,27 @@ func TestService_ExpireDue(t *testing.T) {
 		t.Errorf("second ExpireDue() = %v, %v; want nothing", again, err)
 	}
 }
+
+// TestService_In: a Service bound to a transaction reads and writes only
+// through it (here a second in-memory store stands in for one), so that
+// its decisions commit with the caller's other writes.
+func TestService_In(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newFixture(t, oneDBA...)
+	tx := newMemStore()
+	in := f.svc.In(tx)
+	r, err := in.Submit(ctx, RequestInput{Requester: rita, Beneficiary: workload, Entitlement: "db", Duration: time.Hour, Reason: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.GetRequest(ctx, r.ID); err != nil {
+		t.Errorf("request not written through the transaction: %v", err)
+	}
+	if _, err := f.store.GetRequest(ctx, r.ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("request written outside the transaction: %v", err)
+	}
+	if _, err := f.svc.Get(ctx, r.ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("the unbound Service sees %s, want ErrNotFound", r.ID)
+	}
+}

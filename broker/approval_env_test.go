@@ -178,8 +178,6 @@ type apprOptions struct {
 	clock    *clock
 	// wrapCommit, if set, wraps the store's Committer (to inject failures).
 	wrapCommit func(txn.Committer) txn.Committer
-	// policyHash is passed to broker.Config.PolicyHash.
-	policyHash string
 }
 
 func newApprEnv(t *testing.T, o apprOptions) *apprEnv {
@@ -242,8 +240,9 @@ func newApprEnv(t *testing.T, o apprOptions) *apprEnv {
 		notifier = o.notifier
 	}
 	e.srv, err = broker.New(broker.Config{
-		Policy: pol, Issuers: issuers, Ledger: ledger, Approvals: svc, Revoker: e.revoker, Commit: e.commit(store), PolicyHash: o.policyHash,
-		People: tokenPeople{}, Notifier: notifier, Now: e.clock.Now, Metrics: o.metrics, Grants: store,
+		Policy: pol, Issuers: issuers, Ledger: ledger, Approvals: svc, Revoker: e.revoker, Commit: e.commit(store),
+		DenyListKinds: []approval.CredentialKind{approval.KindJWT},
+		People:        tokenPeople{}, Notifier: notifier, Now: e.clock.Now, Metrics: o.metrics, Grants: store,
 		Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {

@@ -49,8 +49,10 @@ func (s *Server) BreakGlass(ctx context.Context, req *brokerv1.BreakGlassRequest
 }
 
 // breakGlass is the break-glass pipeline: decide (with the overdue block),
-// issue, put the credential on the review record, record in the ledger,
-// alert. Refusals are recorded too.
+// issue, then store the use with its credential and its ledger record in
+// one transaction (if that fails, the credential is revoked and nothing is
+// stored), alert. Refusals are recorded too; a use whose issuance failed is
+// recorded ("error") but not stored, so it leaves no review obligation.
 func (s *Server) breakGlass(ctx context.Context, in approval.BreakGlassInput) (approval.Credential, approval.BreakGlass, error) {
 	if s.approvals == nil {
 		return approval.Credential{}, approval.BreakGlass{}, errNoApprovals

@@ -62,12 +62,19 @@ func (d *decision) record(ev audit.Event) error {
 
 // queue puts the revocation of every live credential in grants, minted
 // under id, in the durable queue, in the decision's transaction, and
-// returns the plan to attempt once it is committed.
+// returns the plan to attempt once it is committed. Credentials revoked by
+// the store's deny-list (Config.DenyListKinds) are also denied in the
+// transaction.
 func (d *decision) queue(id string, grants []approval.GrantRecord) (revoke.Plan, error) {
 	p := d.s.revoker.Plan(id, grants)
 	for _, it := range p.Items {
 		if err := d.tx.Enqueue(it); err != nil {
 			return revoke.Plan{}, fmt.Errorf("queue revocation of %s under %s: %w: %w", it.GrantID, id, errLedger, err)
+		}
+		if d.s.denyListed[it.Ref.Kind] {
+			if err := d.tx.DenyJTI(it.Ref.ID, it.Ref.Expires); err != nil {
+				return revoke.Plan{}, fmt.Errorf("deny %s under %s: %w: %w", it.GrantID, id, errLedger, err)
+			}
 		}
 	}
 	return p, nil
@@ -115,9 +122,11 @@ func (s *Server) finishRevocation(ctx context.Context, p revoke.Plan, ev func(re
 	return receipt
 }
 
-// withPolicy returns ev with the policy in force in its details.
+// withPolicy returns ev with the version of the policy in force in its
+// details.
 func (s *Server) withPolicy(ev audit.Event) audit.Event {
-	if s.policyHash == "" {
+	hash := s.policy.Load().Hash
+	if hash == "" {
 		return ev
 	}
 	if _, ok := ev.Details[policyKey]; ok {
@@ -127,7 +136,7 @@ func (s *Server) withPolicy(ev audit.Event) audit.Event {
 	if d == nil {
 		d = map[string]string{}
 	}
-	d[policyKey] = s.policyHash
+	d[policyKey] = hash
 	ev.Details = d
 	return ev
 }

@@ -7,4 +7,16 @@
 // credential just minted is revoked and the caller gets UNAVAILABLE. Every
 // denial is recorded too. Domain errors become gRPC status codes in one
 // place, errors.go.
+//
+// Decisions about requests and break-glass uses (a request, a review, a
+// refused review, an approval or denial, a revocation, an expiry, a
+// break-glass use, its review, closure and escalation) are made through
+// Approvals.In inside one transaction of Config.Commit, which also holds
+// their ledger records (audit.Log.Prepare), a revocation queue entry for
+// every live credential they end and, for Config.DenyListKinds, the
+// deny-list entry. A failed append aborts the decision (UNAVAILABLE); a
+// crash leaves all of it or none. The revocations are then attempted, and
+// their outcomes recorded, after the commit. Every record carries the hash
+// of the policy in force in Details["policy"] (RecordPolicy records each
+// version's text once).
 package broker

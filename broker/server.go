@@ -89,7 +89,9 @@ type IssuerLimiter interface {
 
 // Config configures a Server.
 type Config struct {
-	// Policy is the policy in force. Required.
+	// Policy is the policy in force. Required. Every ledger record the
+	// broker writes carries its Hash in Details["policy"] (none when the
+	// Hash is empty); RecordPolicy records its Text.
 	Policy *approval.Policy
 	// Issuers mint credentials by kind. Every kind the policy uses needs one.
 	Issuers map[approval.CredentialKind]Issuer
@@ -111,10 +113,12 @@ type Config struct {
 	// ledger records and the revocations it implies. Required with
 	// Approvals; Ledger must then be a LedgerPreparer over the same store.
 	Commit txn.Committer
-	// PolicyHash identifies the policy in force (PolicyHash of its file's
-	// bytes); every ledger record the broker writes carries it in
-	// Details["policy"]. Empty: records carry none.
-	PolicyHash string
+	// DenyListKinds are the credential kinds whose issuers revoke by putting
+	// the credential's ID on the deny-list of the Commit store (Writ's own
+	// JWTs). A decision that revokes such credentials denies them in its own
+	// transaction, so they are refused from the moment it commits, crash or
+	// not; they are queued for their issuer too, harmlessly.
+	DenyListKinds []approval.CredentialKind
 	// Notifier receives request events; nil sends none.
 	Notifier Notifier
 	// Grants finds a credential's newest ledger entry, for RenewCredential
@@ -151,8 +155,8 @@ type Server struct {
 	people        PersonVerifier
 	revoker       Revoker
 	commit        txn.Committer
+	denyListed    map[approval.CredentialKind]bool
 	prep          LedgerPreparer
-	policyHash    string
 	notifier      Notifier
 	grants        GrantLookup
 	watch         *watchHub
@@ -201,8 +205,8 @@ func New(cfg Config) (*Server, error) {
 		people:        cfg.People,
 		revoker:       cfg.Revoker,
 		commit:        cfg.Commit,
+		denyListed:    make(map[approval.CredentialKind]bool, len(cfg.DenyListKinds)),
 		prep:          prep,
-		policyHash:    cfg.PolicyHash,
 		notifier:      cfg.Notifier,
 		grants:        cfg.Grants,
 		watch:         newWatchHub(),
@@ -216,6 +220,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	for _, id := range cfg.Operators {
 		s.operators[id] = true
+	}
+	for _, k := range cfg.DenyListKinds {
+		s.denyListed[k] = true
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

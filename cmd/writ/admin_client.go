@@ -85,6 +85,11 @@ func (f *adminFlags) dial(ctx context.Context) (adminv1.AdminServiceClient, func
 	if p.Token == "" {
 		return nil, nil, fmt.Errorf("not logged in (profile %q): run `writ login` first: %w", f.profile, errUsage)
 	}
+	if os.Getenv("WRIT_TOKEN") == "" {
+		if p, err = renewIfDue(ctx, f.profile, p); err != nil {
+			return nil, nil, err
+		}
+	}
 	cc, err := dialAdmin(p)
 	if err != nil {
 		return nil, nil, err

@@ -19,6 +19,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(credentialCmd(), requestCmd(), requestsCmd(), approveCmd(), denyCmd(), revokeCmd(),
-		breakglassCmd(), reviewsCmd(), reviewCmd(), policyCmd(), loginCmd(), whoamiCmd(), jwksCmd(), entitlementsCmd(), auditCmd(), agentCmd())
+		breakglassCmd(), reviewsCmd(), reviewCmd(), policyCmd(), loginCmd(), whoamiCmd(), jwksCmd(), entitlementsCmd(), auditCmd(), agentCmd(),
+		logoutCmd(), profilesCmd(), versionCmd())
 	return root.ExecuteContext(ctx)
 }

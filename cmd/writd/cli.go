@@ -21,7 +21,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(serveCmd(stderr), devCmd(stdout, stderr), checkCmd(stdout))
+	root.AddCommand(serveCmd(stderr), devCmd(stdout, stderr), checkCmd(stdout), versionCmd(stdout))
 	return root.ExecuteContext(ctx)
 }
 

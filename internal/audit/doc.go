@@ -7,6 +7,16 @@
 // The ledger is not a log stream. The broker decides what is audited and
 // calls Log.Append; operators run Verify (writ audit verify).
 //
+// # Decisions and their records
+//
+// A decision (an approval, a revocation) and its record must be stored
+// together or not at all. Log.Prepare checks, normalizes and timestamps an
+// Event exactly as Append does and returns the Build that links it to a
+// head; the caller runs it inside its own store transaction (the store's
+// AppendEntry within that transaction), after or before the decision's
+// other writes, and commits them all at once. The entry is the same one
+// Append would have written; Append is Prepare plus a transaction of its own.
+//
 // # Chain
 //
 // Entries are numbered from 1 with no gaps. Entry n carries PrevHash, the

@@ -182,14 +182,21 @@ func New(ctx context.Context, cfg Config, opts Options) (_ *Daemon, err error) {
 		People:    people,
 		Revoker:   revoker,
 		Commit:    store,
-		Notifier:  notifier,
-		Grants:    store,
-		Intents:   store,
-		Metrics:   broker.NewMetrics(reg, func(name string) bool { _, ok := pol.Entitlements[name]; return ok }),
-		Logger:    m.log,
+		// Both JWT issuers revoke through the store's deny-list.
+		DenyListKinds: []approval.CredentialKind{approval.KindJWT, approval.KindVaultTransitJWT},
+		Notifier:      notifier,
+		Grants:        store,
+		Intents:       store,
+		Metrics:       broker.NewMetrics(reg, func(name string) bool { _, ok := pol.Entitlements[name]; return ok }),
+		Logger:        m.log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", cfg.Policy, err)
+	}
+	// The policy version goes into the ledger before the first decision
+	// that cites it.
+	if _, err := srv.RecordPolicy(ctx); err != nil {
+		return nil, fmt.Errorf("record policy %s in the ledger: %w", cfg.Policy, err)
 	}
 
 	m.reconcileAtStart(ctx, srv)

@@ -2,6 +2,8 @@ package policy
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -60,6 +62,9 @@ func Parse(name string, data []byte) (*approval.Policy, error) {
 		return nil, errors.Join(d.sorted()...)
 	}
 	p.Source = name
+	p.Text = bytes.Clone(data)
+	sum := sha256.Sum256(data)
+	p.Hash = hex.EncodeToString(sum[:])
 	return p, nil
 }
 

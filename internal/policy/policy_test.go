@@ -1,6 +1,9 @@
 package policy
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
@@ -602,8 +605,16 @@ func TestParse_Valid(t *testing.T) {
 			},
 		},
 	}
-	if diff := cmp.Diff(want, p, cmpopts.IgnoreFields(approval.Entitlement{}, "Condition")); diff != "" {
+	if diff := cmp.Diff(want, p, cmpopts.IgnoreFields(approval.Entitlement{}, "Condition"), cmpopts.IgnoreFields(approval.Policy{}, "Hash", "Text")); diff != "" {
 		t.Errorf("Load() mismatch (-want +got):\n%s", diff)
+	}
+	// The policy version is the SHA-256 of the file's bytes as loaded.
+	raw, err := os.ReadFile(p.Source)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum := sha256.Sum256(raw); p.Hash != hex.EncodeToString(sum[:]) || !bytes.Equal(p.Text, raw) {
+		t.Errorf("Load() Hash = %s, Text %d bytes; want the SHA-256 of the file's %d bytes and the bytes", p.Hash, len(p.Text), len(raw))
 	}
 	if c := p.Entitlements["demo"].Condition; c == nil || c.String() != `request.ttl <= duration("10m")` {
 		t.Errorf("demo condition = %v, want request.ttl <= duration(\"10m\")", c)

@@ -22,6 +22,12 @@
 // the item in the queue, and the next RunOnce after the lease (on this
 // replica or, when the queue is shared, another) finishes the job.
 //
+// A caller that must queue the revocations in the same transaction as the
+// decision that implies them (the broker: a revoked or expired approval, an
+// unjustified break-glass use) splits RevokeAll in two: Plan says what to
+// queue without touching the queue or the issuers, the caller writes
+// Plan.Items with its decision, and Attempt, after the commit, revokes them.
+//
 // # Claims
 //
 // Queue.Due claims the items it returns by pushing their NextAt forward by

@@ -429,3 +429,49 @@ func TestRevoker_Run(t *testing.T) {
 		t.Errorf("ref-g1 not revoked")
 	}
 }
+
+// TestRevoker_PlanThenAttempt: Plan decides without touching the queue or
+// the issuers, so a caller can queue the items in its own transaction;
+// Attempt then revokes what was queued and takes it off the queue, or
+// leaves it queued with a backoff.
+func TestRevoker_PlanThenAttempt(t *testing.T) {
+	t.Parallel()
+	q := newQueue(t)
+	s := newSetup(t, q, nil)
+	expired := grant("g0", approval.KindJWT)
+	expired.Ref.Expires = epoch.Add(-time.Hour)
+	noRef := grant("g3", approval.KindJWT)
+	noRef.Ref.ID = ""
+	grants := []approval.GrantRecord{expired, grant("g1", approval.KindVaultToken), grant("g2", approval.KindJWT), noRef}
+
+	p := s.r.Plan("r_1", grants)
+	gotOutcomes := func(rec revoke.Receipt) []revoke.Outcome {
+		var out []revoke.Outcome
+		for _, res := range rec.Results {
+			out = append(out, res.Outcome)
+		}
+		return out
+	}
+	if diff := cmp.Diff([]revoke.Outcome{revoke.OutcomeExpired, revoke.OutcomeQueued, revoke.OutcomeQueued, revoke.OutcomeFailed}, gotOutcomes(p.Receipt)); diff != "" {
+		t.Errorf("Plan() outcomes (-want +got):\n%s", diff)
+	}
+	if len(p.Items) != 2 || p.Items[0].ID != "vault_token:ref-g1" || !p.Items[0].NextAt.After(epoch) {
+		t.Errorf("Plan() items = %+v, want g1 and g2 claimed past now", p.Items)
+	}
+	if n := s.pending(t); n != 0 || s.vault.total()+s.jwt.total() != 0 {
+		t.Fatalf("Plan() queued %d items and called issuers %d times, want neither", n, s.vault.total()+s.jwt.total())
+	}
+	for _, it := range p.Items {
+		if err := q.Enqueue(t.Context(), it); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.vault.setDown(true)
+	rec := s.r.Attempt(t.Context(), p)
+	if diff := cmp.Diff([]revoke.Outcome{revoke.OutcomeExpired, revoke.OutcomeQueued, revoke.OutcomeRevoked, revoke.OutcomeFailed}, gotOutcomes(rec)); diff != "" {
+		t.Errorf("Attempt() outcomes (-want +got):\n%s", diff)
+	}
+	if n := s.pending(t); n != 1 {
+		t.Errorf("Pending() after Attempt = %d, want 1 (the vault token, still down)", n)
+	}
+}

@@ -10,6 +10,7 @@ package txn
 
 import (
 	"context"
+	"time"
 
 	"github.com/writ-dev/writ/approval"
 	"github.com/writ-dev/writ/internal/audit"
@@ -43,6 +44,9 @@ type Tx interface {
 	// Enqueue puts it in the durable revocation queue (revoke.Queue's
 	// Enqueue: an item already queued is left as it is).
 	Enqueue(it revoke.Item) error
+	// DenyJTI puts a JWT ID on the store's deny-list until exp, the way
+	// Writ's JWT issuers revoke (a jti denied again keeps the later exp).
+	DenyJTI(jti string, exp time.Time) error
 	// PolicyVersion returns the hash of the policy version last recorded
 	// in the ledger, or "" if none was.
 	PolicyVersion() (string, error)

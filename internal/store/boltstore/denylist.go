@@ -45,31 +45,36 @@ func (s *Store) DenyJTI(ctx context.Context, jti string, exp time.Time) error {
 	if jti == "" {
 		return fmt.Errorf("deny jti: empty jti: %w", approval.ErrInvalid)
 	}
-	key := []byte(jti)
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b, err := writeBucket(tx, deniedJTIsBucket)
-		if err != nil {
-			return err
-		}
-		if v := b.Get(key); v != nil {
-			old, err := decodeDenied(key, v)
-			if err != nil {
-				return err
-			}
-			if !exp.After(old.Expires) {
-				return nil
-			}
-		}
-		raw, err := encodeRecord("denied jti", deniedRecord{V: recordVersion, Expires: exp})
-		if err != nil {
-			return err
-		}
-		return b.Put(key, raw)
-	})
-	if err != nil {
+	if err := s.db.Update(func(tx *bolt.Tx) error { return denyIn(tx, jti, exp) }); err != nil {
 		return fmt.Errorf("deny jti %s: %w", jti, err)
 	}
 	return nil
+}
+
+// denyIn is DenyJTI inside the write transaction tx.
+func denyIn(tx *bolt.Tx, jti string, exp time.Time) error {
+	if jti == "" {
+		return fmt.Errorf("empty jti: %w", approval.ErrInvalid)
+	}
+	key := []byte(jti)
+	b, err := writeBucket(tx, deniedJTIsBucket)
+	if err != nil {
+		return err
+	}
+	if v := b.Get(key); v != nil {
+		old, err := decodeDenied(key, v)
+		if err != nil {
+			return err
+		}
+		if !exp.After(old.Expires) {
+			return nil
+		}
+	}
+	raw, err := encodeRecord("denied jti", deniedRecord{V: recordVersion, Expires: exp})
+	if err != nil {
+		return err
+	}
+	return b.Put(key, raw)
 }
 
 // DeniedJTIs returns the denied jtis that have not expired at now (Expires

@@ -12,6 +12,8 @@
 // # Buckets and keys
 //
 //	meta      "schema_version" → 8-byte big-endian uint64, currently 1.
+//	          "policy_version" → hash of the policy version last recorded in
+//	          the ledger (policy_loaded), written in the same transaction
 //	          Open refuses a larger version (ErrUnsupportedSchema).
 //	ledger    8-byte big-endian sequence number → audit.Encode(entry)
 //	requests  request ID → request record (JSON)
@@ -57,7 +59,17 @@
 // DB.Update, so an idle broker pays one fsync, not the batch delay. Either
 // way, inside the transaction it reads the head, calls build, checks the
 // result with audit.CheckNext and puts it; Batch may rerun this, which is
-// safe because everything is recomputed from the head each time.
+// safe because everything is recomputed from the head each time. The
+// transaction body is appendInTx, the one place a ledger record is written,
+// also used by Commit.
+//
+// # Units of work
+//
+// Commit (txn.Committer) runs a decision in one DB.Update: its request or
+// break-glass changes, its ledger entries (appendInTx), its revocation
+// queue and deny-list entries and the policy version are fsynced together,
+// or nothing is written when its function fails. It does not group-commit:
+// decisions are rare next to grants, and its function then runs once.
 //
 // # Approval requests
 //
@@ -80,5 +92,6 @@
 // Revocations returns the revoke.Queue view of the store. Due claims items
 // by moving their NextAt forward by a lease in the same write
 // transaction, so concurrent RunOnce calls never share an item. It scans
-// the bucket, fine for the few revocations ever outstanding.
+// the bucket, fine for the few revocations ever outstanding. List shows
+// what is queued without claiming it.
 package boltstore

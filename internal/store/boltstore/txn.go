@@ -182,6 +182,14 @@ func (t *tx) Enqueue(it revoke.Item) error {
 	return nil
 }
 
+// DenyJTI implements txn.Tx: Store.DenyJTI inside the transaction.
+func (t *tx) DenyJTI(jti string, exp time.Time) error {
+	if err := denyIn(t.tx, jti, exp); err != nil {
+		return fmt.Errorf("deny jti %s: %w", jti, err)
+	}
+	return nil
+}
+
 // PolicyVersion implements txn.Tx: meta/policy_version.
 func (t *tx) PolicyVersion() (string, error) {
 	b, err := writeBucket(t.tx, metaBucket)

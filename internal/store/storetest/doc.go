@@ -10,5 +10,5 @@
 //
 // and, if its data outlive the Store value, RunApprovalReopen. A backend
 // that also implements approval.BreakGlassStore runs RunBreakGlassSuite the
-// same way.
+// same way, and one that implements txn.Committer runs RunTxSuite.
 package storetest
