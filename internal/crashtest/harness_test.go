@@ -160,12 +160,10 @@ func write(t *testing.T, path, content string) {
 
 // daemon is one run of writd serve.
 type daemon struct {
-	cmd             *exec.Cmd
-	grpc, admin     string
-	logs            *syncBuffer
-	exited          chan struct{}
-	startedServing  time.Time
-	reconciledStart map[string]json.RawMessage // the start-up reconciler's log line, if any
+	cmd         *exec.Cmd
+	grpc, admin string
+	logs        *syncBuffer
+	exited      chan struct{}
 }
 
 // start runs writd serve and waits until it serves (the reconciler has run
@@ -188,14 +186,8 @@ func (h *harness) start(t *testing.T) *daemon {
 			line := sc.Bytes()
 			_, _ = d.logs.Write(append(line, '\n'))
 			var rec map[string]json.RawMessage
-			if json.Unmarshal(line, &rec) != nil {
-				continue
-			}
-			switch string(rec["msg"]) {
-			case `"writd serving"`:
+			if json.Unmarshal(line, &rec) == nil && string(rec["msg"]) == `"writd serving"` {
 				serving <- rec
-			case `"reconciled intents left by an earlier run"`, `"reconcile intents at start"`:
-				d.reconciledStart = rec
 			}
 		}
 		_ = d.cmd.Wait()
@@ -210,7 +202,6 @@ func (h *harness) start(t *testing.T) *daemon {
 	select {
 	case rec := <-serving:
 		d.grpc, d.admin = addrOf(t, rec["grpc"]), addrOf(t, rec["admin"])
-		d.startedServing = time.Now()
 	case <-d.exited:
 		t.Fatalf("writd exited before serving:\n%s", d.logs.String())
 	case <-time.After(90 * time.Second):
