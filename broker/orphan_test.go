@@ -274,6 +274,7 @@ func TestReconcile_NoSearch_BoundedByTTL(t *testing.T) {
 	e := newOrphanEnv(t, false)
 	for _, ent := range []string{"orders-vault", "orders-db"} {
 		t.Run(ent, func(t *testing.T) {
+			e.clock = &clock{t: time.Now()}
 			b := e.start(t, time.Now)
 			orphan := b.crashAfterMint(t, ent)
 			after := e.start(t, e.clock.Now)
