@@ -73,14 +73,24 @@ func (s *Server) breakGlass(ctx context.Context, in approval.BreakGlassInput) (a
 	if issuer == nil {
 		return refuse(fmt.Errorf("entitlement %q: credential kind %q: %w", g.Entitlement, g.Recipe.Kind, errNoIssuer))
 	}
+	m, err := s.beginMint(ctx, issuer, g)
+	if err != nil {
+		return approval.Credential{}, bg, err
+	}
+	defer m.end()
 	cred, err := issuer.Issue(ctx, g)
+	if err == nil && m.crashed(g) {
+		return approval.Credential{}, bg, errCrashed
+	}
 	if err != nil {
 		err = fmt.Errorf("issue break-glass %s credential for %s: %w: %w", g.Recipe.Kind, bg.ID, errIssuer, err)
 		s.record(context.WithoutCancel(ctx), bgEvent(ActionBreakGlass, "error", bg, g, approval.Credential{}, reasonOf(err)))
 		return approval.Credential{}, bg, err
 	}
 	if cred.Ref.Expires.After(g.Expires) {
-		s.revoke(ctx, issuer, cred.Ref)
+		if s.revoke(ctx, issuer, cred.Ref) {
+			m.settle(ctx)
+		}
 		return approval.Credential{}, bg, fmt.Errorf("issuer returned a credential past the break-glass cap: %w", errIssuer)
 	}
 	// The use, with its credential, and its record commit together: no
@@ -95,12 +105,15 @@ func (s *Server) breakGlass(ctx context.Context, in approval.BreakGlassInput) (a
 		return d.record(granted)
 	})
 	if err != nil {
-		s.revoke(ctx, issuer, cred.Ref)
+		if s.revoke(ctx, issuer, cred.Ref) {
+			m.settle(ctx)
+		}
 		if !isUnrecorded(err) {
 			err = fmt.Errorf("%w: %w", errLedger, err)
 		}
 		return approval.Credential{}, bg, fmt.Errorf("record break-glass %s: %w", bg.ID, err)
 	}
+	m.settle(ctx)
 	var skipped, reviewers []string
 	if e, err := s.policy.Load().Lookup(bg.Entitlement); err == nil {
 		skipped = stageGroups(e)

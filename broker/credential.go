@@ -60,7 +60,15 @@ func (s *Server) issue(ctx context.Context, req *brokerv1.IssueCredentialRequest
 		return s.deny(ctx, principal, g, fmt.Errorf("entitlement %q: credential kind %q: %w", g.Entitlement, g.Recipe.Kind, errNoIssuer))
 	}
 
+	m, err := s.beginMint(ctx, issuer, g)
+	if err != nil {
+		return approval.Credential{}, g, "ledger_error", err
+	}
+	defer m.end()
 	cred, err := issuer.Issue(ctx, g)
+	if err == nil && m.crashed(g) {
+		return approval.Credential{}, g, "crashed", errCrashed
+	}
 	if err != nil {
 		err = fmt.Errorf("issue %s credential for grant %s: %w: %w", g.Recipe.Kind, g.ID, errIssuer, err)
 		// Record that nothing was issued. The caller's context may be done;
@@ -71,7 +79,9 @@ func (s *Server) issue(ctx context.Context, req *brokerv1.IssueCredentialRequest
 	if cred.Ref.Expires.After(g.Expires) {
 		// Fail closed on an issuer that outlived the grant (a bug or a Vault
 		// misconfiguration): never hand it out.
-		s.revoke(ctx, issuer, cred.Ref)
+		if s.revoke(ctx, issuer, cred.Ref) {
+			m.settle(ctx)
+		}
 		err := fmt.Errorf("issuer returned a credential expiring %s, after the grant's end %s: %w", cred.Ref.Expires, g.Expires, errIssuer)
 		s.record(context.WithoutCancel(ctx), grantEvent(ActionGrantFailed, "over_grant_revoked", principal, g, cred, reasonOf(err)))
 		return approval.Credential{}, g, "error", err
@@ -83,7 +93,9 @@ func (s *Server) issue(ctx context.Context, req *brokerv1.IssueCredentialRequest
 		// revoked meanwhile (T23): then the credential is revoked at once.
 		rec := approval.GrantRecord{GrantID: g.ID, RequestID: g.RequestID, Ref: cred.Ref, IssuedAt: cred.IssuedAt}
 		if err := s.approvals.RecordGrant(context.WithoutCancel(ctx), rec); err != nil {
-			s.revoke(ctx, issuer, cred.Ref)
+			if s.revoke(ctx, issuer, cred.Ref) {
+				m.settle(ctx)
+			}
 			if errors.Is(err, approval.ErrResolved) {
 				s.record(context.WithoutCancel(ctx), grantEvent(ActionRevoke, "revoked", principal, g, cred, "approval ended while the credential was minted"))
 				return approval.Credential{}, g, "approval_ended", fmt.Errorf("request %s: %w", g.RequestID, err)
@@ -95,9 +107,14 @@ func (s *Server) issue(ctx context.Context, req *brokerv1.IssueCredentialRequest
 	// The credential exists now. Record it durably before it may leave; a
 	// cancelled caller must not leave an unrecorded credential behind.
 	if _, err := s.record(context.WithoutCancel(ctx), grantEvent(ActionGrant, "granted", principal, g, cred, "")); err != nil {
-		s.revoke(ctx, issuer, cred.Ref)
+		if s.revoke(ctx, issuer, cred.Ref) {
+			m.settle(ctx)
+		}
 		return approval.Credential{}, g, "ledger_error", fmt.Errorf("record grant %s: %w: %w", g.ID, errLedger, err)
 	}
+	// The credential is in the ledger; revoking it from now on is the
+	// ledger's and the revocation queue's business, not the reconciler's.
+	m.settle(ctx)
 	if err := ctx.Err(); err != nil {
 		// The caller gave up while we recorded: nobody will receive the
 		// credential, so end it and say so in the ledger.
@@ -159,9 +176,10 @@ func (s *Server) record(ctx context.Context, e audit.Event) (audit.Entry, error)
 	return entry, err
 }
 
-// revoke ends a credential that must not be delivered. It uses its own
-// deadline: the caller's context may already be done.
-func (s *Server) revoke(ctx context.Context, issuer Issuer, ref approval.CredentialRef) {
+// revoke ends a credential that must not be delivered and reports whether
+// it succeeded. It uses its own deadline: the caller's context may already
+// be done.
+func (s *Server) revoke(ctx context.Context, issuer Issuer, ref approval.CredentialRef) bool {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.revokeTimeout)
 	defer cancel()
 	if err := issuer.Revoke(rctx, ref); err != nil {
@@ -172,7 +190,9 @@ func (s *Server) revoke(ctx context.Context, issuer Issuer, ref approval.Credent
 			slog.String("credential_ref", ref.ID),
 			slog.Time("expires", ref.Expires),
 			slog.Any("error", err))
+		return false
 	}
+	return true
 }
 
 func grantEvent(action, outcome string, p approval.Principal, g approval.Grant, c approval.Credential, reason string) audit.Event {

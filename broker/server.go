@@ -145,6 +145,12 @@ type Config struct {
 	// SearchLedger, Snapshot, ProveRecord) and for the evidence GetBreakGlass
 	// shows; nil disables them.
 	Records LedgerReader
+	// Intents, if set, durably records every credential minted through an
+	// issuer that implements OrphanFinder (Vault tokens and leases) before
+	// it is minted, for the reconciler (ReconcileIntents, reliability case
+	// T1). Nil disables intents: a crash between minting and recording
+	// then leaves the credential live until its TTL.
+	Intents IntentStore
 	// Metrics, if set, receives grant and ledger measurements.
 	Metrics *Metrics
 	// Logger defaults to discarding.
@@ -188,6 +194,12 @@ type Server struct {
 	now           func() time.Time
 	newID         func() string
 	revokeTimeout time.Duration
+
+	intents  IntentStore
+	inflight inflight
+	// afterMint is the test crash hook: returning true stops the pipeline
+	// right after the issuer minted, as a kill -9 would.
+	afterMint func(approval.Grant) bool
 }
 
 var (
@@ -237,6 +249,7 @@ func New(cfg Config) (*Server, error) {
 		now:           cfg.Now,
 		newID:         cfg.NewID,
 		revokeTimeout: cfg.RevokeTimeout,
+		intents:       cfg.Intents,
 	}
 	for _, k := range cfg.DenyListKinds {
 		s.denyListed[k] = true

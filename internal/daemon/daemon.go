@@ -148,6 +148,7 @@ func New(ctx context.Context, cfg Config, opts Options) (_ *Daemon, err error) {
 	if err := d.buildBroker(ctx, c); err != nil {
 		return nil, err
 	}
+	d.reconcileAtStart(ctx, c.srv)
 	d.startJobs(c)
 	if err := d.startWorkload(c); err != nil {
 		return nil, err
@@ -273,6 +274,7 @@ func (d *Daemon) buildBroker(ctx context.Context, c *components) error {
 		Notifier:      c.notifier,
 		Grants:        c.store,
 		Records:       c.store,
+		Intents:       c.store,
 		Metrics:       broker.NewMetrics(c.reg, func(name string) bool { _, ok := pol.Entitlements[name]; return ok }),
 		Logger:        d.log,
 	})

@@ -12,6 +12,7 @@ func (d *Daemon) startJobs(c *components) {
 	srv, revoker := c.srv, c.revoker
 	d.life.goJob(func(ctx context.Context) { srv.RunExpiry(ctx, expiryInterval) })
 	d.life.goJob(func(ctx context.Context) { revoker.Run(ctx, revocationInterval) })
+	d.life.goJob(func(ctx context.Context) { srv.RunReconciler(ctx, reconcileInterval) })
 	d.life.goJob(d.recoverStore)
 }
 

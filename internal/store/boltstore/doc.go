@@ -26,6 +26,9 @@
 //	          jti → {"v":1,"expires":…} (JSON)
 //	breakglass
 //	          break-glass ID ("bg_…") → break-glass record (JSON)
+//	intents   grant ID → intent record (JSON): a Vault credential being
+//	          minted whose outcome is not yet in the ledger (see
+//	          approval.Intent)
 //
 // Issued-at is Unix nanoseconds, 8 bytes big-endian with the sign bit
 // flipped, so an index scan is in time order. Grant IDs may not contain

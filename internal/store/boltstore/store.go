@@ -33,12 +33,13 @@ var (
 
 	ledgerTreeBucket        = []byte("ledger_tree")
 	ledgerCheckpointsBucket = []byte("ledger_checkpoints")
+	intentsBucket           = []byte("intents")
 )
 
 // dataBuckets are created by a writable Open next to the ledger. Adding a
 // bucket is backward compatible (older code ignores it), so it does not
 // change schemaVersion.
-var dataBuckets = [][]byte{ledgerBucket, requestsBucket, grantsBucket, grantsByBenefBucket, revocationsBucket, deniedJTIsBucket, breakGlassBucket, ledgerByGrantBucket, ledgerTreeBucket, ledgerCheckpointsBucket}
+var dataBuckets = [][]byte{ledgerBucket, requestsBucket, grantsBucket, grantsByBenefBucket, revocationsBucket, deniedJTIsBucket, breakGlassBucket, ledgerByGrantBucket, ledgerTreeBucket, ledgerCheckpointsBucket, intentsBucket}
 
 // fileMode is the mode Open creates the database file with.
 const fileMode fs.FileMode = 0o600
@@ -103,6 +104,7 @@ type Store struct {
 	guard     guard
 	appending atomic.Int64 // AppendEntry calls in progress
 	onAppend  atomic.Pointer[func(seq uint64)]
+	intenting atomic.Int64 // BeginIntent and ClearIntent calls in progress
 }
 
 // Open opens the database at path, creating it with mode 0600 (and its

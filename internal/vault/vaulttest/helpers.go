@@ -124,3 +124,33 @@ GRANT SELECT ON ALL TABLES IN SCHEMA public TO "{{name}}";`
 		})
 	}
 }
+
+// DatabaseRoles mounts the database secrets engine at "database",
+// connects it to the PostgreSQL server at addr (host:port) as user, and
+// creates each role of roles (name → default_ttl, max_ttl) whose users may
+// log in until their lease ends. Leases are then read at
+// database/creds/<name>.
+func (s *Server) DatabaseRoles(t testing.TB, addr, user, password string, roles map[string][2]time.Duration) {
+	t.Helper()
+	s.Mount(t, "database", "database")
+	names := make([]string, 0, len(roles))
+	for name := range roles {
+		names = append(names, name)
+	}
+	s.Write(t, "database/config/pg", map[string]any{
+		"plugin_name":       "postgresql-database-plugin",
+		"connection_url":    "postgresql://{{username}}:{{password}}@" + addr + "/postgres?sslmode=disable",
+		"username":          user,
+		"password":          password,
+		"allowed_roles":     strings.Join(names, ","),
+		"verify_connection": true,
+	})
+	for name, ttls := range roles {
+		s.Write(t, "database/roles/"+name, map[string]any{
+			"db_name":             "pg",
+			"creation_statements": `CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';`,
+			"default_ttl":         int64(ttls[0] / time.Second),
+			"max_ttl":             int64(ttls[1] / time.Second),
+		})
+	}
+}
