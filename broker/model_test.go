@@ -347,7 +347,7 @@ func (m *model) check(t *rapid.T) {
 	// No live credential at Vault without a record; none under a revoked
 	// or expired approval unless its revocation is queued.
 	queued := map[string]bool{}
-	items, err := m.store.QueuedRevocations(ctx)
+	items, err := m.store.Revocations().List(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -180,7 +180,7 @@ func inspect(t *testing.T, h *harness, st *decisionStats) {
 		denied[d.JTI] = true
 	}
 	queued := map[string]bool{}
-	items, err := store.QueuedRevocations(ctx)
+	items, err := store.Revocations().List(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
