@@ -142,6 +142,10 @@ admin: {listen: 127.0.0.1:0}
 oidc: {issuer: %q, audience: %q, jwks_url: %q}
 log: {level: info, format: json}
 shutdown_timeout: 5s
+# The load generator is one principal that leaves requests pending across
+# crashes on purpose; the crash harness tests durability, not the limits
+# (broker/limits_test.go and the T39 test do).
+limits: {pending_per_requester: 0, grants: {per_second: 0}, requests: {per_second: 0}}
 `, files.Cert, files.Key, files.Bundle, filepath.Join(h.dir, "policy.yaml"), h.dataDir, srv.URL, oidc.DevAudience, srv.URL+"/jwks")
 	if v != nil {
 		conf += fmt.Sprintf("vault: {address: %q, token_file: %q, timeout: 10s}\n", v.addr, v.tokenFile)

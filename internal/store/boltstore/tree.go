@@ -137,6 +137,24 @@ func (s *Store) TreeSize(ctx context.Context) (int64, error) {
 // writable Open; with an up-to-date tree it costs one read. A gap in the
 // records it needs stops it with an error wrapping audit.ErrTampered.
 func migrateTree(db *bolt.DB) error {
+	// Most opens find the tree up to date: check that without a write
+	// transaction (a write would commit, and fsync, for nothing).
+	behind := false
+	err := db.View(func(tx *bolt.Tx) error {
+		n, err := treeSizeOf(tx.Bucket(ledgerTreeBucket))
+		if err != nil {
+			return err
+		}
+		last, _ := tx.Bucket(ledgerBucket).Cursor().Last()
+		behind = last != nil && binary.BigEndian.Uint64(last) > uint64(n)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("migrate ledger tree: %w", err)
+	}
+	if !behind {
+		return nil
+	}
 	for {
 		done := false
 		err := db.Update(func(tx *bolt.Tx) error {
