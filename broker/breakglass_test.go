@@ -19,6 +19,7 @@ import (
 	"github.com/writ-dev/writ/approval"
 	"github.com/writ-dev/writ/broker"
 	"github.com/writ-dev/writ/internal/notify"
+	"github.com/writ-dev/writ/internal/testenv"
 	adminv1 "github.com/writ-dev/writ/proto/writ/admin/v1"
 	brokerv1 "github.com/writ-dev/writ/proto/writ/broker/v1"
 )
@@ -49,22 +50,23 @@ func (s *webhookSink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 }
 
+// wait polls until the notifier, which delivers on its own goroutine over
+// HTTP, has sent a kind event.
 func (s *webhookSink) wait(t *testing.T, kind string) map[string]any {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	var found map[string]any
+	testenv.Eventually(t, 10*time.Second, "a "+kind+" webhook", func() bool {
 		s.mu.Lock()
+		defer s.mu.Unlock()
 		for _, e := range s.events {
 			if e["kind"] == kind {
-				s.mu.Unlock()
-				return e
+				found = e
+				return true
 			}
 		}
-		s.mu.Unlock()
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("no %s webhook received", kind)
-	return nil
+		return false
+	})
+	return found
 }
 
 // Acceptance (T36): an allowed workload gets a credential at once, capped,

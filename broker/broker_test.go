@@ -33,6 +33,7 @@ import (
 	"github.com/writ-dev/writ/internal/spiffe"
 	"github.com/writ-dev/writ/internal/spiffe/devca"
 	"github.com/writ-dev/writ/internal/store/boltstore"
+	"github.com/writ-dev/writ/internal/testenv"
 	adminv1 "github.com/writ-dev/writ/proto/writ/admin/v1"
 	brokerv1 "github.com/writ-dev/writ/proto/writ/broker/v1"
 )
@@ -500,14 +501,15 @@ func poolOf(b *x509bundle.Bundle) *x509.CertPool {
 	return p
 }
 
-// slowLedger delays every append, like an audit volume with a 2s latency.
+// slowLedger holds every append until release is closed, like an audit
+// volume slower than any caller's deadline.
 type slowLedger struct {
 	broker.Ledger
-	delay time.Duration
+	release chan struct{}
 }
 
 func (s slowLedger) Append(ctx context.Context, e audit.Event) (audit.Entry, error) {
-	time.Sleep(s.delay)
+	<-s.release
 	return s.Ledger.Append(ctx, e)
 }
 
@@ -526,26 +528,28 @@ func TestServer_SlowLedgerPastDeadline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := newEnv(t, envOptions{ledger: slowLedger{Ledger: real, delay: time.Second}})
+	release := make(chan struct{})
+	e := newEnv(t, envOptions{ledger: slowLedger{Ledger: real, release: release}})
+	// The deadline is gRPC's, on the real clock (no clock to inject into
+	// gRPC); the ledger is held until the caller has seen it pass.
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	_, err = e.client(t, reporter).IssueCredential(ctx, &brokerv1.IssueCredentialRequest{Entitlement: "orders"})
+	close(release)
 	if status.Code(err) != codes.DeadlineExceeded {
 		t.Fatalf("IssueCredential() = %v, want DeadlineExceeded", err)
 	}
-	// The handler finishes on its own time: wait for its records.
+	// The handler finishes on its own goroutine: poll for its records.
 	var actions []string
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+	testenv.Eventually(t, 10*time.Second, "the grant and its revocation in the ledger", func() bool {
 		actions = actions[:0]
 		_ = store.ScanRecords(context.Background(), func(_ uint64, raw []byte) error {
 			en, err := audit.Decode(raw)
 			actions = append(actions, en.Action+":"+en.Outcome)
 			return err
 		})
-		if len(actions) == 2 {
-			break
-		}
-	}
+		return len(actions) >= 2
+	})
 	if strings.Join(actions, ",") != "grant:granted,revoke:revoked" {
 		t.Fatalf("ledger = %v, want the grant recorded and then its revocation", actions)
 	}

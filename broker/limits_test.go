@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/writ-dev/writ/broker"
+	"github.com/writ-dev/writ/internal/testenv"
 	adminv1 "github.com/writ-dev/writ/proto/writ/admin/v1"
 	brokerv1 "github.com/writ-dev/writ/proto/writ/broker/v1"
 )
@@ -156,16 +157,14 @@ func TestLimits_WatchCaps(t *testing.T) {
 		t.Fatalf("fourth watch of the principal = %v, want ResourceExhausted naming limits.watches_per_principal", err)
 	}
 	stopFirst()
-	for {
+	// The ended stream's handler returns on its own goroutine: poll.
+	testenv.Eventually(t, 10*time.Second, "a watch slot after one watch ended", func() bool {
 		err := watch(conn1, ctx)
-		if err == nil {
-			break
-		}
-		if status.Code(err) != codes.ResourceExhausted {
+		if err != nil && status.Code(err) != codes.ResourceExhausted {
 			t.Fatalf("watch after one ended = %v", err)
 		}
-		time.Sleep(10 * time.Millisecond) // the ended stream's handler returns asynchronously
-	}
+		return err == nil
+	})
 }
 
 // Watches are woken by the store's changes, not by polling: with the

@@ -252,6 +252,9 @@ func TestT39_FloodsDoNotStarveWellBehavedClients(t *testing.T) {
 			}
 			defer conn.Close()
 			if i >= 100 {
+				// The attacker's pace, one byte per 200ms, against the real
+				// server: the handshake deadline under test is gRPC's
+				// ConnectionTimeout on the wall clock (no clock to inject).
 				go func() {
 					hello := []byte{0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03}
 					for _, b := range hello {
@@ -309,7 +312,9 @@ func TestT39_FloodsDoNotStarveWellBehavedClients(t *testing.T) {
 		t.Errorf("%d of 120 slowloris connections ended by the server", n)
 	}
 
-	// Goroutines return to the baseline (a few may belong to the runtime).
+	// Goroutines return to the baseline (a few may belong to the runtime):
+	// a poll on the count, which gRPC's connection goroutines reach on their
+	// own schedule.
 	var now int
 	for range 200 {
 		runtime.GC()

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/writ-dev/writ/broker/client"
+	"github.com/writ-dev/writ/internal/testenv"
 )
 
 const lifetime = 10 * time.Minute // the test policy's max_ttl for "orders"
@@ -130,9 +131,7 @@ func TestClient_Credential_ConcurrentCallersShareOneRequest(t *testing.T) {
 	<-entered // the one request reached the issuer
 	// Each caller reads the clock once, under the lock, before joining the
 	// request in flight; the request cannot finish before release.
-	for nowCalls.Load() < n {
-		time.Sleep(time.Millisecond)
-	}
+	testenv.Eventually(t, 10*time.Second, "every caller to read the clock", func() bool { return nowCalls.Load() >= n })
 	release()
 	wg.Wait()
 	for i := range n {

@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/writ-dev/writ/broker/client"
+	"github.com/writ-dev/writ/internal/clock"
 	"github.com/writ-dev/writ/internal/spiffe"
 )
 
@@ -97,7 +98,7 @@ type agentOptions struct {
 	backoffBase    time.Duration // first retry delay
 	backoffMax     time.Duration // longest retry delay
 	jitter         float64       // ± fraction of a lifetime added to renewal times
-	now            func() time.Time
+	clock          clock.Clock   // reads the time and runs the renewal, backoff and initial-timeout timers
 	log            *slog.Logger
 }
 
@@ -108,7 +109,7 @@ func defaultAgentOptions() agentOptions {
 		backoffBase:    time.Second,
 		backoffMax:     30 * time.Second,
 		jitter:         client.DefaultJitter,
-		now:            time.Now,
+		clock:          clock.Real,
 		log:            slog.New(slog.DiscardHandler),
 	}
 }
@@ -119,7 +120,7 @@ func defaultAgentOptions() agentOptions {
 // obtained at start (see agentWorker.run and opts.initialTimeout).
 func runAgent(ctx context.Context, cfg agentConfig, opts agentOptions) error {
 	log := opts.log
-	ccfg := client.Config{BrokerAddr: cfg.Broker, BrokerID: cfg.brokerID, Socket: cfg.SVID.Socket, Now: opts.now, Logger: log}
+	ccfg := client.Config{BrokerAddr: cfg.Broker, BrokerID: cfg.brokerID, Socket: cfg.SVID.Socket, Now: opts.clock.Now, Logger: log}
 	if dir := cfg.SVID.Dir; dir != "" {
 		src, err := spiffe.NewFileSource(ctx, spiffe.FileConfig{
 			CertFile: filepath.Join(dir, "svid.pem"), KeyFile: filepath.Join(dir, "svid_key.pem"), BundleFile: filepath.Join(dir, "bundle.pem"),
@@ -141,7 +142,7 @@ func runAgent(ctx context.Context, cfg agentConfig, opts agentOptions) error {
 	defer c.Close()
 
 	reg := prometheus.NewRegistry()
-	metrics, err := newAgentMetrics(reg, opts.now)
+	metrics, err := newAgentMetrics(reg, opts.clock.Now)
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
@@ -169,7 +170,7 @@ func runAgent(ctx context.Context, cfg agentConfig, opts agentOptions) error {
 		}()
 	}
 
-	timer := time.NewTimer(opts.initialTimeout)
+	timer := opts.clock.NewTimer(opts.initialTimeout)
 	defer timer.Stop()
 	for len(workers) > 0 {
 		select {
@@ -177,13 +178,14 @@ func runAgent(ctx context.Context, cfg agentConfig, opts agentOptions) error {
 			delete(workers, ent)
 		case err := <-fatal:
 			return err
-		case <-timer.C:
+		case <-timer.C():
 			return initialTimeoutError(workers, opts.initialTimeout)
 		case <-ctx.Done():
 			log.InfoContext(ctx, "agent stopping before every credential was obtained")
 			return nil
 		}
 	}
+	timer.Stop()
 	log.InfoContext(ctx, "agent ready: every credential is written", slog.Int("credentials", len(cfg.Credentials)))
 	<-ctx.Done()
 	log.InfoContext(context.WithoutCancel(ctx), "agent stopping")

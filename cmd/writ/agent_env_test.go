@@ -23,6 +23,7 @@ import (
 	"github.com/writ-dev/writ/internal/spiffe"
 	"github.com/writ-dev/writ/internal/spiffe/devca"
 	"github.com/writ-dev/writ/internal/store/boltstore"
+	"github.com/writ-dev/writ/internal/testenv"
 )
 
 // agentPolicy mints 3-second credentials, so renewals happen within a test.
@@ -86,7 +87,8 @@ type agentMemSource struct {
 func (agentMemSource) Close() error { return nil }
 
 // agentBroker is a broker on loopback with real mTLS, a real bbolt ledger
-// and a fake issuer, on the real clock. Stop and Start take its gRPC server
+// and a fake issuer, on the clock now (the test's fake clock, shared with the
+// agent, so issue and expiry times move only when the test advances it). Stop and Start take its gRPC server
 // down and up again on the same address.
 type agentBroker struct {
 	t       *testing.T
@@ -99,7 +101,7 @@ type agentBroker struct {
 	gs *grpc.Server
 }
 
-func startAgentBroker(t *testing.T) *agentBroker {
+func startAgentBroker(t *testing.T, now func() time.Time) *agentBroker {
 	t.Helper()
 	ca, err := devca.New(agentTD, devca.WithNow(time.Now))
 	if err != nil {
@@ -117,7 +119,7 @@ func startAgentBroker(t *testing.T) *agentBroker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := broker.New(broker.Config{Policy: pol, Ledger: ledger, Logger: slog.New(slog.DiscardHandler),
+	srv, err := broker.New(broker.Config{Policy: pol, Ledger: ledger, Logger: slog.New(slog.DiscardHandler), Now: now,
 		Issuers: map[approval.CredentialKind]broker.Issuer{approval.KindJWT: &countingIssuer{}}})
 	if err != nil {
 		t.Fatal(err)
@@ -152,17 +154,13 @@ func (b *agentBroker) Start() {
 	gs := grpc.NewServer(grpc.Creds(spiffe.ServerCredentials(agentMemSource{SVID: svid, Bundle: b.ca.Bundle()}, tlsconfig.AuthorizeMemberOf(agentTD))),
 		grpc.ChainUnaryInterceptor(b.srv.UnaryInterceptor()), grpc.ChainStreamInterceptor(b.srv.StreamInterceptor()))
 	b.srv.Register(gs)
+	// The kernel may hold the old socket for a moment after Stop: poll the
+	// bind (a condition on the OS, not on time passing; no clock to inject).
 	var lis net.Listener
-	for i := 0; ; i++ { // the old socket may linger for a moment after Stop
+	testenv.Eventually(b.t, 5*time.Second, "the broker address "+b.addr+" to be free again", func() bool {
 		lis, err = net.Listen("tcp", b.addr)
-		if err == nil || i == 50 {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err != nil {
-		b.t.Fatal(err)
-	}
+		return err == nil
+	})
 	b.addr = lis.Addr().String()
 	go func() { _ = gs.Serve(lis) }()
 	b.mu.Lock()

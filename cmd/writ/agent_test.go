@@ -9,12 +9,14 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/writ-dev/writ/internal/clock"
 	"github.com/writ-dev/writ/internal/testenv"
 )
 
@@ -74,20 +76,16 @@ func writeAgentConfig(t *testing.T, b *agentBroker, extra string) string {
 	return path
 }
 
-// startAgent runs the agent on the config at path until the test ends.
-func startAgent(t *testing.T, path string) (logs *agentLogs, stop func() error) {
+// startAgent runs the agent on the config at path, on clk, until the test
+// ends.
+func startAgent(t *testing.T, path string, clk clock.Clock) (logs *agentLogs, stop func() error) {
 	t.Helper()
 	cfg, err := loadAgentConfig(path)
 	if err != nil {
 		t.Fatalf("loadAgentConfig() err = %v", err)
 	}
 	logs = &agentLogs{}
-	opts := defaultAgentOptions()
-	opts.backoffBase, opts.backoffMax = 100*time.Millisecond, time.Second
-	opts.requestTimeout = 2 * time.Second
-	if opts.log, err = newAgentLogger(logs, "debug", "text"); err != nil {
-		t.Fatal(err)
-	}
+	opts := testAgentOptions(t, logs, clk)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- runAgent(ctx, cfg, opts) }()
@@ -111,6 +109,48 @@ func startAgent(t *testing.T, path string) (logs *agentLogs, stop func() error) 
 	return logs, stop
 }
 
+// testAgentOptions are the agent's options for a test: short backoff, the
+// test's clock, debug logs into logs.
+func testAgentOptions(t *testing.T, logs io.Writer, clk clock.Clock) agentOptions {
+	t.Helper()
+	opts := defaultAgentOptions()
+	opts.backoffBase, opts.backoffMax = 100*time.Millisecond, time.Second
+	opts.requestTimeout = 2 * time.Second
+	opts.clock = clk
+	var err error
+	if opts.log, err = newAgentLogger(logs, "debug", "text"); err != nil {
+		t.Fatal(err)
+	}
+	return opts
+}
+
+// newAgentClock returns a fake clock at the current time (to the
+// millisecond, the precision of the test template), so that certificates
+// minted on the real clock are valid on it.
+func newAgentClock() *clock.Fake { return clock.NewFake(time.Now().Truncate(time.Millisecond)) }
+
+// agentReady waits until the agent has written every credential and stopped
+// its initial-timeout timer, so that the timers left are its workers'.
+func agentReady(t *testing.T, logs *agentLogs) {
+	t.Helper()
+	testenv.Eventually(t, 10*time.Second, "the agent to be ready", func() bool {
+		return strings.Contains(logs.String(), "agent ready: every credential is written")
+	})
+}
+
+// agentAsleep waits until the agent has set n timers, that is until each of
+// its n workers has finished its refresh (and hook) and sleeps until its next
+// renewal or retry, and returns their deadlines, earliest first.
+func agentAsleep(t *testing.T, clk *clock.Fake, n int) []time.Time {
+	t.Helper()
+	var p []time.Time
+	testenv.Eventually(t, 15*time.Second, strconv.Itoa(n)+" agent workers asleep on their timers", func() bool {
+		p = clk.Pending()
+		return len(p) == n
+	})
+	return p
+}
+
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -126,7 +166,8 @@ func freeAddr(t *testing.T) string {
 // survives a failing hook, and exports the time to expiry.
 func TestAgent_WritesRenewsAndRunsHook(t *testing.T) {
 	t.Parallel()
-	b := startAgentBroker(t)
+	clk := newAgentClock()
+	b := startAgentBroker(t, clk.Now)
 	dir := t.TempDir()
 	demo, other, marker := filepath.Join(dir, "demo.env"), filepath.Join(dir, "other.jwt"), filepath.Join(dir, "hook.log")
 	metricsAddr := freeAddr(t)
@@ -142,7 +183,7 @@ credentials:
     template: '{{ .Secret }}:{{ .Data.username }}'
     command: ["sh", "-c", "echo hook broke >&2; exit 3"]
 `)
-	logs, stop := startAgent(t, path)
+	logs, stop := startAgent(t, path, clk)
 
 	var first agentFile
 	testenv.Eventually(t, 10*time.Second, "the first file", func() (ok bool) { first, ok = readAgentFile(t, demo); return ok })
@@ -157,18 +198,28 @@ credentials:
 		t.Errorf("credential lifetime = %v, want the policy's 3s", got)
 	}
 
+	// Move the clock to each renewal time in turn (the other credential's
+	// may come first) until the demo file is renewed. The broker issues on
+	// the same clock, so the renewed credential's issue time is the time the
+	// agent's timer fired.
+	agentReady(t, logs)
 	var second agentFile
-	testenv.Eventually(t, 10*time.Second, "the renewed file", func() bool {
+	for {
+		pending := agentAsleep(t, clk, 2) // demo and other
 		var ok bool
-		second, ok = readAgentFile(t, demo)
-		return ok && second.ref != first.ref
-	})
-	if seen := time.Now(); !seen.Before(first.expires.Add(100 * time.Millisecond)) {
-		t.Errorf("renewed file seen at %v, after the first credential expired at %v", seen, first.expires)
+		if second, ok = readAgentFile(t, demo); ok && second.ref != first.ref {
+			break
+		}
+		if !pending[0].Before(first.expires) {
+			t.Fatalf("next agent timer at %v, not before the first credential expires at %v; it was not renewed", pending[0], first.expires)
+		}
+		clk.AdvanceTo(pending[0])
 	}
-	// renew_fraction 0.5 ± 10% jitter of 3s: renewed 1.2s to 1.8s after issue
-	// (plus the time the request takes).
-	if gap := second.issued.Sub(first.issued); gap < 1200*time.Millisecond || gap > 2300*time.Millisecond {
+	if now := clk.Now(); !now.Before(first.expires) {
+		t.Errorf("renewed at %v, after the first credential expired at %v", now, first.expires)
+	}
+	// renew_fraction 0.5 ± 10% jitter of 3s: renewed 1.2s to 1.8s after issue.
+	if gap := second.issued.Sub(first.issued); gap < 1200*time.Millisecond || gap > 1800*time.Millisecond {
 		t.Errorf("renewed %v after the first issue, want 1.2s–1.8s (renew_fraction 0.5 ± 0.1)", gap)
 	}
 
@@ -215,38 +266,52 @@ credentials:
 // expiry, logged loudly) and renews it once the broker is back.
 func TestAgent_SurvivesBrokerRestart(t *testing.T) {
 	t.Parallel()
-	b := startAgentBroker(t)
+	clk := newAgentClock()
+	b := startAgentBroker(t, clk.Now)
 	demo := filepath.Join(t.TempDir(), "demo.env")
 	path := writeAgentConfig(t, b, `credentials:
   - entitlement: demo
     path: `+demo+`
     template: |
 `+indent(agentTemplate, "      "))
-	logs, stop := startAgent(t, path)
+	logs, stop := startAgent(t, path, clk)
 
 	var before agentFile
 	testenv.Eventually(t, 10*time.Second, "the first file", func() (ok bool) { before, ok = readAgentFile(t, demo); return ok })
+	agentReady(t, logs)
+	agentAsleep(t, clk, 1)
 	b.Stop()
-	downUntil := time.Now().Add(4 * time.Second) // longer than a credential lives
-	for time.Now().Before(downUntil) {
+	// 4s on the agent's clock, longer than a credential lives, one renewal
+	// or retry timer at a time.
+	downUntil := before.issued.Add(4 * time.Second)
+	for clk.Now().Before(downUntil) {
+		pending := agentAsleep(t, clk, 1)
 		got, ok := readAgentFile(t, demo)
 		if !ok {
 			t.Fatalf("%s was removed while the broker was down", demo)
 		}
-		if got.issued.After(before.issued.Add(3 * time.Second)) {
+		if got.ref != before.ref {
 			t.Fatalf("%s changed to a credential issued at %v while the broker was down", demo, got.issued)
 		}
-		time.Sleep(100 * time.Millisecond)
+		clk.AdvanceTo(pending[0])
 	}
+	agentAsleep(t, clk, 1)
 	if !strings.Contains(logs.String(), "credential expired and could not be renewed") {
 		t.Errorf("logs lack the expiry error:\n%s", logs.String())
 	}
 	down, _ := readAgentFile(t, demo)
 
 	b.Start()
+	// Retry timers until the agent reaches the broker again (the gRPC
+	// channel reconnects on its own, real, schedule).
 	testenv.Eventually(t, 15*time.Second, "a renewal after the broker restarted", func() bool {
-		got, ok := readAgentFile(t, demo)
-		return ok && got.ref != down.ref
+		if got, ok := readAgentFile(t, demo); ok && got.ref != down.ref {
+			return true
+		}
+		if p := clk.Pending(); len(p) == 1 {
+			clk.AdvanceTo(p[0])
+		}
+		return false
 	})
 	if err := stop(); err != nil {
 		t.Errorf("agent stopped with %v, want nil", err)
@@ -257,7 +322,7 @@ func TestAgent_SurvivesBrokerRestart(t *testing.T) {
 // CLI's exit code for a denial and a message naming the entitlement.
 func TestAgent_PermissionDeniedExitsQuickly(t *testing.T) {
 	t.Parallel()
-	b := startAgentBroker(t)
+	b := startAgentBroker(t, time.Now)
 	dir := t.TempDir()
 	path := writeAgentConfig(t, b, `credentials:
   - entitlement: demo
@@ -287,28 +352,64 @@ func TestAgent_PermissionDeniedExitsQuickly(t *testing.T) {
 	}
 }
 
-// A broker that never answers: the agent gives up after --initial-timeout
-// with the exit code for an unavailable broker.
+// A broker that never answers: the agent gives up once --initial-timeout
+// has passed on its clock, not before, with the exit code for an
+// unavailable broker.
 func TestAgent_InitialTimeout(t *testing.T) {
 	t.Parallel()
-	b := startAgentBroker(t)
+	clk := newAgentClock()
+	b := startAgentBroker(t, clk.Now)
 	b.Stop()
 	path := writeAgentConfig(t, b, `credentials:
   - entitlement: demo
     path: `+filepath.Join(t.TempDir(), "demo.jwt")+`
 `)
+	// The flag sets the option runAgent is given.
+	cmd := agentCmd()
+	if err := cmd.Flags().Parse([]string{"--initial-timeout", "1500ms"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := cmd.Flags().Lookup("initial-timeout").Value.String(); got != "1.5s" {
+		t.Fatalf("--initial-timeout 1500ms parsed as %s", got)
+	}
+	cfg, err := loadAgentConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := testAgentOptions(t, io.Discard, clk)
+	opts.initialTimeout = 1500 * time.Millisecond
+	start := clk.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	start := time.Now()
-	err := run(ctx, []string{"agent", "--config", path, "--initial-timeout", "1500ms"}, io.Discard, io.Discard)
-	if took := time.Since(start); took < 1500*time.Millisecond || took > 6*time.Second {
-		t.Errorf("agent gave up after %v, want about 1.5s", took)
+	done := make(chan error, 1)
+	go func() { done <- runAgent(ctx, cfg, opts) }()
+
+	// Move the clock through the worker's retries; the agent is still
+	// trying until 1.5s have passed, and gives up when they have.
+	deadline := start.Add(1500 * time.Millisecond)
+	for clk.Now().Before(deadline) {
+		pending := agentAsleep(t, clk, 2) // the worker's retry and the initial timeout
+		select {
+		case err := <-done:
+			t.Fatalf("agent gave up at +%v, before --initial-timeout 1.5s: %v", clk.Now().Sub(start), err)
+		default:
+		}
+		if !slices.ContainsFunc(pending, deadline.Equal) {
+			t.Fatalf("agent timers at %v, none at --initial-timeout (%v)", pending, deadline)
+		}
+		clk.AdvanceTo(pending[0])
 	}
-	if got := exitCode(err); got != exitUnavailable {
-		t.Errorf("exit code = %d (%v), want %d", got, err, exitUnavailable)
+	var err2 error
+	select {
+	case err2 = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("agent did not give up within 10s after --initial-timeout passed on its clock")
 	}
-	if err == nil || !strings.Contains(err.Error(), "--initial-timeout") || !strings.Contains(err.Error(), `"demo"`) {
-		t.Errorf("err = %v, want it to name the timeout and the entitlement", err)
+	if got := exitCode(err2); got != exitUnavailable {
+		t.Errorf("exit code = %d (%v), want %d", got, err2, exitUnavailable)
+	}
+	if err2 == nil || !strings.Contains(err2.Error(), "--initial-timeout 1.5s") || !strings.Contains(err2.Error(), `"demo"`) {
+		t.Errorf("err = %v, want it to name the timeout and the entitlement", err2)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/writ-dev/writ/broker/client"
+	"github.com/writ-dev/writ/internal/clock"
 )
 
 // hookTimeout bounds one run of a credential's command.
@@ -73,9 +74,9 @@ func (w *agentWorker) run(ctx context.Context, ready func(), fatal func(error)) 
 				attrs = append(attrs, slog.Time("current_expires_at", have.ExpiresAt))
 			}
 			w.log.Log(ctx, level, "credential refresh failed", attrs...)
-			next := w.opts.now().Add(delay)
+			next := w.opts.clock.Now().Add(delay)
 			if have != nil && !expiryLogged && have.ExpiresAt.Before(next) {
-				if !sleepUntil(ctx, w.opts.now, have.ExpiresAt) {
+				if !sleepUntil(ctx, w.opts.clock, have.ExpiresAt) {
 					return
 				}
 				w.log.ErrorContext(ctx, "credential expired and could not be renewed; the file still holds the expired credential",
@@ -83,7 +84,7 @@ func (w *agentWorker) run(ctx context.Context, ready func(), fatal func(error)) 
 					slog.String("reference", have.Reference), slog.Time("expired_at", have.ExpiresAt))
 				expiryLogged = true
 			}
-			if !sleepUntil(ctx, w.opts.now, next) {
+			if !sleepUntil(ctx, w.opts.clock, next) {
 				return
 			}
 			continue
@@ -99,7 +100,7 @@ func (w *agentWorker) run(ctx context.Context, ready func(), fatal func(error)) 
 			readyReported = true
 			ready()
 		}
-		if !sleepUntil(ctx, w.opts.now, renewAt) {
+		if !sleepUntil(ctx, w.opts.clock, renewAt) {
 			return
 		}
 	}
@@ -187,15 +188,15 @@ func permanent(err error) bool {
 	return errors.Is(err, client.ErrDenied) || errors.Is(err, client.ErrNotFound) || errors.Is(err, client.ErrInvalid)
 }
 
-// sleepUntil waits until now() reaches t or ctx is done, and reports
+// sleepUntil waits until clk reaches t or ctx is done, and reports
 // whether ctx is still live.
-func sleepUntil(ctx context.Context, now func() time.Time, t time.Time) bool {
-	timer := time.NewTimer(t.Sub(now()))
+func sleepUntil(ctx context.Context, clk clock.Clock, t time.Time) bool {
+	timer := clk.NewTimer(t.Sub(clk.Now()))
 	defer timer.Stop()
 	select {
 	case <-ctx.Done():
 		return false
-	case <-timer.C:
+	case <-timer.C():
 		return true
 	}
 }

@@ -215,6 +215,8 @@ func browser(t *testing.T) context.Context {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		// A best-effort poll on a condition of another process (Chromium's
+		// helpers exiting); no clock to inject, and no failure if it stays.
 		for range 5 {
 			if os.RemoveAll(dir) == nil {
 				return

@@ -471,7 +471,9 @@ func (w *workload) mustDo(t *testing.T, command string) result {
 }
 
 // waitForSVID polls the Workload API as the workload until it serves id:
-// a new entry reaches the agent within a few seconds.
+// a new entry reaches the agent within a few seconds. SPIRE is a real
+// external process with its own schedule (no clock to inject); each poll
+// starts a workload process, hence the 500ms between polls.
 func (w *workload) waitForSVID(t *testing.T, id spiffeid.ID) result {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)

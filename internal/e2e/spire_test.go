@@ -148,6 +148,9 @@ func TestSPIRE_DeletedEntryLosesAccess(t *testing.T) {
 	w.mustDo(t, "issue")
 	last := w.mustDo(t, "svid")
 
+	// SPIRE stops renewing the deleted entry and its last SVID expires on
+	// SPIRE's wall clock (a real process: no clock to inject). Poll the
+	// outcome; each poll starts a workload process, hence the interval.
 	e.spire.DeleteEntry(t, entry)
 	deleted := time.Now()
 	var lost result

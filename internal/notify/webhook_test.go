@@ -236,10 +236,20 @@ func TestWebhook_Close_Drains(t *testing.T) {
 	t.Parallel()
 	// Delivery is at least once: an HTTP client may replay a POST on a
 	// keep-alive connection the server dropped, so count distinct events.
+	// The receiver holds every delivery until gate is closed, so that the
+	// events stay queued when Close starts.
 	var mu sync.Mutex
 	seen := map[string]bool{}
+	gate, arrived := make(chan struct{}), make(chan struct{}, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(2 * time.Millisecond) // keep events queued when Close starts
+		select {
+		case arrived <- struct{}{}:
+		default:
+		}
+		select {
+		case <-gate:
+		case <-r.Context().Done():
+		}
 		var body struct {
 			Writ struct {
 				RequestID string `json:"request_id"`
@@ -257,7 +267,17 @@ func TestWebhook_Close_Drains(t *testing.T) {
 	for i := range n {
 		w.Notify(t.Context(), pending("req-"+string(rune('a'+i))))
 	}
-	closeWebhook(t, w)
+	<-arrived // the first event is in flight, the others queued behind it
+	closed := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		closed <- w.Close(ctx)
+	}()
+	close(gate)
+	if err := <-closed; err != nil {
+		t.Fatalf("Close() err = %v", err)
+	}
 	mu.Lock()
 	delivered := len(seen)
 	mu.Unlock()

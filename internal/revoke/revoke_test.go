@@ -421,7 +421,7 @@ func TestRevoker_Run(t *testing.T) {
 			if i == 100 {
 				t.Fatalf("Run() did not finish the queued revocation in 100 ticks")
 			}
-			time.Sleep(5 * time.Millisecond)
+			time.Sleep(5 * time.Millisecond) // bubble time: returns once every goroutine is blocked, no wall-clock wait
 		}
 		cancel()
 		<-stopped // a Run that ignored cancellation would deadlock the bubble: synctest reports it

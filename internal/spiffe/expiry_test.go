@@ -62,13 +62,22 @@ func TestServerCredentials_ClosesOnPeerExpiry(t *testing.T) {
 			if tt.rotate {
 				src.svid.Store(issue(t, ca, clientID, devca.IssueOptions{}))
 			}
-			// Keep the connection busy past the first SVID's expiry.
+			// Keep the connection busy until the first SVID's expiry has
+			// taken effect. The expiry is on the wall clock: go-spiffe
+			// verifies a peer's certificate against time.Now (there is no
+			// clock to inject into it), so this polls, on the outcome.
 			expiry := first.Certificates[0].NotAfter
 			var last error
-			for time.Now().Before(expiry.Add(time.Second)) {
+			testenv.Eventually(t, time.Until(expiry)+2*rpcTimeout, "the first SVID's expiry to take effect", func() bool {
 				last = call()
-				time.Sleep(50 * time.Millisecond)
-			}
+				if !time.Now().After(expiry) {
+					return false
+				}
+				if tt.rotate {
+					return last == nil && seen.get().Cmp(serialOf(first)) != 0
+				}
+				return last != nil
+			})
 			// A call may race the close at expiry; the next ones see the
 			// settled state.
 			testenv.Eventually(t, rpcTimeout, "the connection to settle after expiry", func() bool {

@@ -22,6 +22,7 @@ import (
 	"github.com/writ-dev/writ/internal/spiffe"
 	"github.com/writ-dev/writ/internal/spiffe/spiffetest"
 	"github.com/writ-dev/writ/internal/spiretest"
+	"github.com/writ-dev/writ/internal/testenv"
 )
 
 func TestLoadJWTBundle(t *testing.T) {
@@ -121,15 +122,10 @@ func TestJWTBundleFile_Reload(t *testing.T) {
 		b, err := src.GetJWTBundleForTrustDomain(testTD)
 		return err == nil && b.HasJWTAuthority(a.KeyID())
 	}
+	// The source re-reads the file on its own goroutine: poll.
 	waitFor := func(what string, cond func() bool) {
 		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		testenv.Eventually(t, 5*time.Second, what, cond)
 	}
 	if !has(oldKey) {
 		t.Fatal("initial bundle lacks the key in the file")
