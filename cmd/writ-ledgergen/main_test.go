@@ -43,7 +43,7 @@ func TestGenerate(t *testing.T) {
 		}
 	}
 	out.Reset()
-	if err := run(t.Context(), []string{"-measure", dir}, &out); err != nil || !strings.Contains(out.String(), "inclusion proof") {
+	if err := run(t.Context(), []string{"-measure", dir}, &out); err != nil || !strings.Contains(out.String(), "inclusion proof") || !strings.Contains(out.String(), "consistency proof") {
 		t.Errorf("-measure = %v:\n%s", err, out.String())
 	}
 	if err := run(t.Context(), []string{"-records", "1", "-out", dir}, &out); err == nil {
