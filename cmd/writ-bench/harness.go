@@ -220,6 +220,23 @@ func (l *memLedger) Append(_ context.Context, e audit.Event) (audit.Entry, error
 	return audit.Entry{Seq: l.seq.Add(1), Time: time.Now().UTC(), Event: e}, nil
 }
 
+// Prepare implements broker.LedgerPreparer, which the broker requires of its
+// ledger once decisions commit with their records: the few decision records
+// (none for auto-approved grants) go into the store's transaction as with
+// audit.Log, numbered and chained after the store's head. Grants, which
+// Append, stay in memory.
+func (l *memLedger) Prepare(e audit.Event) (audit.Build, error) {
+	now := time.Now().UTC()
+	return func(head audit.Entry, ok bool) (audit.Entry, error) {
+		next := audit.Entry{Seq: 1, Time: now, Event: e, PrevHash: audit.ZeroHash}
+		if ok {
+			next.Seq, next.PrevHash = head.Seq+1, head.Hash
+		}
+		next.Hash = next.ComputeHash()
+		return next, nil
+	}, nil
+}
+
 // issueOp returns an Op that requests entitlement over client.
 func issueOp(client brokerv1.BrokerServiceClient, entitlement string) Op {
 	req := &brokerv1.IssueCredentialRequest{Entitlement: entitlement}
