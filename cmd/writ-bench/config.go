@@ -44,7 +44,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	)
 	fs := flag.NewFlagSet("writ-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&scenarios, "scenario", "all", "comma-separated: fsync, ledger (R2), connection (R5), vault (R1), or all")
+	fs.StringVar(&scenarios, "scenario", "all", "comma-separated: fsync, ledger (R2), connection (R5), vault (R1), checkpoints (L1), checkpoints-fast (L2), or all")
 	fs.Float64Var(&c.Rate, "rate", 0, "offered load in grants/s; 0 probes the closed-loop maximum and runs at -loads of it")
 	fs.StringVar(&loads, "loads", "25,50,75,90", "offered loads, in percent of the slower variant's closed-loop maximum")
 	fs.DurationVar(&c.Block, "block", 10*time.Second, "length of one open-loop block")
@@ -240,6 +240,10 @@ func (c config) newScenario(ctx context.Context, name, dir string, p *pki) (*sce
 		return connectionScenario(dir, p)
 	case scenarioVault:
 		return vaultScenario(ctx, dir, p, c.Vault)
+	case scenarioCheckpoints:
+		return checkpointsScenario(name, "L1", dir, p, checkpointsDefault)
+	case scenarioCheckpointsFast:
+		return checkpointsScenario(name, "L2", dir, p, checkpointsFast)
 	}
 	return nil, fmt.Errorf("unknown scenario %q", name)
 }

@@ -122,6 +122,12 @@ type brokerConfig struct {
 	// Vault, if set, issues bench-vault grants through the daemon's own
 	// Vault client, logged in with a token.
 	Vault *vaultTarget
+	// Checkpoints, if set, is the ledger's checkpoint and witness
+	// configuration (otherwise the daemon's defaults, no witnesses).
+	Checkpoints *daemon.LedgerConfig
+	// NoCheckpoints runs the broker without the checkpointer: the
+	// checkpoints-off baseline (daemon.Options.NoCheckpoints).
+	NoCheckpoints bool
 }
 
 // vaultTarget is a Vault the broker mints tokens from.
@@ -169,10 +175,13 @@ func startBroker(cfg brokerConfig) (_ *brokerHarness, err error) {
 		}
 		c.Vault = &daemon.VaultConfig{Address: v.Address, TokenFile: tokenFile, Timeout: 10 * time.Second}
 	}
+	if cfg.Checkpoints != nil {
+		c.Ledger = *cfg.Checkpoints
+	}
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("bench broker configuration: %w", err)
 	}
-	opts := daemon.Options{LogOutput: io.Discard}
+	opts := daemon.Options{LogOutput: io.Discard, NoCheckpoints: cfg.NoCheckpoints}
 	switch cfg.Ledger {
 	case ledgerDurable:
 	case ledgerMemory:

@@ -46,6 +46,37 @@ func TestRun_Smoke(t *testing.T) {
 	}
 }
 
+// TestRun_CheckpointsSmoke runs the checkpoints-fast scenario (checkpoints
+// with a directory and a webhook witness against none) for one short block
+// per variant. It checks what was written, never how fast.
+func TestRun_CheckpointsSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts two brokers and runs load for a few seconds")
+	}
+	out := filepath.Join(t.TempDir(), "BENCH.md")
+	args := []string{"-scenario", "checkpoints-fast", "-rate", "50", "-block", "1s", "-blocks", "1",
+		"-warmup", "100ms", "-perf=false", "-dir", t.TempDir(), "-out", out}
+	var stdout, stderr strings.Builder
+	if err := run(t.Context(), args, &stdout, &stderr); err != nil {
+		t.Fatalf("run(%q) = %v; stderr:\n%s", args, err, stderr.String())
+	}
+	got, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		beginMarker(scenarioCheckpointsFast),
+		"### L2 — checkpoints and witnesses on (every 100 records / 1s) vs off",
+		"| fixed | 50 | on |", "| fixed | 50 | off |",
+		"records; it verifies.", "Checkpoints delivered during the run",
+		endMarker(scenarioCheckpointsFast),
+	} {
+		if !strings.Contains(string(got), want) {
+			t.Errorf("report lacks %q:\n%s", want, got)
+		}
+	}
+}
+
 func TestReplaceSections(t *testing.T) {
 	t.Parallel()
 	sec := func(id, body string) string { return beginMarker(id) + "\n" + body + "\n" + endMarker(id) }
@@ -92,8 +123,9 @@ func TestParseScenarios(t *testing.T) {
 		want      []string
 		wantErr   bool
 	}{
-		{in: "all", want: []string{"fsync", "ledger", "connection"}},
-		{in: "all", haveVault: true, want: []string{"fsync", "ledger", "connection", "vault"}},
+		{in: "all", want: []string{"fsync", "ledger", "connection", "checkpoints", "checkpoints-fast"}},
+		{in: "all", haveVault: true, want: []string{"fsync", "ledger", "connection", "vault", "checkpoints", "checkpoints-fast"}},
+		{in: "Checkpoints-Fast,checkpoints", want: []string{"checkpoints", "checkpoints-fast"}},
 		{in: "R5,r2,ledger", want: []string{"ledger", "connection"}},
 		{in: "vault", wantErr: true},
 		{in: "disk", wantErr: true},

@@ -24,9 +24,13 @@ const (
 	scenarioLedger     = "ledger"
 	scenarioConnection = "connection"
 	scenarioVault      = "vault"
+	// scenarioCheckpoints and scenarioCheckpointsFast compare ledger
+	// checkpoints and witnesses on and off (checkpoints.go).
+	scenarioCheckpoints     = "checkpoints"
+	scenarioCheckpointsFast = "checkpoints-fast"
 )
 
-var scenarioOrder = []string{scenarioFsync, scenarioLedger, scenarioConnection, scenarioVault}
+var scenarioOrder = []string{scenarioFsync, scenarioLedger, scenarioConnection, scenarioVault, scenarioCheckpoints, scenarioCheckpointsFast}
 
 // scenarioAliases maps performance.md row numbers to scenario names.
 var scenarioAliases = map[string]string{"r2": scenarioLedger, "r5": scenarioConnection, "r1": scenarioVault}

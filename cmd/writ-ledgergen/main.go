@@ -64,6 +64,7 @@ type options struct {
 	noSummary bool
 	profile   string
 	pageSize  int
+	origin    string
 }
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
@@ -79,6 +80,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.BoolVar(&o.noSign, "no-checkpoint", false, "do not sign a checkpoint at the end")
 	fs.BoolVar(&o.noSummary, "no-summary", false, "do not print the per-bucket sizes")
 	fs.IntVar(&o.pageSize, "page-size", 0, "bbolt page size of the new file (0: the store's default, 16384)")
+	fs.StringVar(&o.origin, "origin", "writ-ledgergen/writ-ledger", "origin (key name) of a new ledger key; writd dev expects writ.dev/writ-ledger")
 	measureDir := fs.String("measure", "", "instead of generating, time opening, proofs and lookups on this existing data directory")
 	fs.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of the appends to this file")
 	if err := fs.Parse(args); err != nil {
@@ -174,7 +176,7 @@ func generate(ctx context.Context, o options, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "appended %d records in %s (%.0f records/s)\n", o.records, took.Round(time.Millisecond), float64(o.records)/took.Seconds())
 
 	if !o.noSign && o.records > 0 {
-		signer, vkey, err := checkpoint.LoadOrCreateKey(filepath.Join(o.out, checkpoint.KeyFile), "", "writ-ledgergen/writ-ledger")
+		signer, vkey, err := checkpoint.LoadOrCreateKey(filepath.Join(o.out, checkpoint.KeyFile), "", o.origin)
 		if err != nil {
 			return err
 		}

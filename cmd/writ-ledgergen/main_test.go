@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -43,10 +44,29 @@ func TestGenerate(t *testing.T) {
 		}
 	}
 	out.Reset()
-	if err := run(t.Context(), []string{"-measure", dir}, &out); err != nil || !strings.Contains(out.String(), "inclusion proof") {
+	if err := run(t.Context(), []string{"-measure", dir}, &out); err != nil || !strings.Contains(out.String(), "inclusion proof") || !strings.Contains(out.String(), "consistency proof") {
 		t.Errorf("-measure = %v:\n%s", err, out.String())
 	}
 	if err := run(t.Context(), []string{"-records", "1", "-out", dir}, &out); err == nil {
 		t.Error("generating into an existing data dir succeeded")
+	}
+}
+
+// -origin names the new ledger key, so that writd (whose origin comes from
+// its configuration) can open the generated data directory.
+func TestGenerate_Origin(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "data")
+	var out bytes.Buffer
+	args := []string{"-records", "10", "-out", dir, "-workers", "2", "-batch-delay", "1ms", "-no-summary", "-origin", "writ.dev/writ-ledger"}
+	if err := run(t.Context(), args, &out); err != nil {
+		t.Fatal(err)
+	}
+	pub, err := os.ReadFile(filepath.Join(dir, "ledger.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(pub), "writ.dev/writ-ledger+") {
+		t.Errorf("ledger.pub = %q, want the key named writ.dev/writ-ledger", pub)
 	}
 }

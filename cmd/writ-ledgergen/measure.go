@@ -17,7 +17,7 @@ import (
 
 // measure times what a broker does with an existing data directory: open
 // it (as writd does at start: schema, tree and index checks), prove
-// records, look one up by grant, and search by identity.
+// records and tree consistency, look one up by grant, and search by identity.
 func measure(ctx context.Context, dir string, w io.Writer) error {
 	path := filepath.Join(dir, "writ.db")
 	t0 := time.Now()
@@ -53,6 +53,29 @@ func measure(ctx context.Context, dir string, w io.Writer) error {
 		}
 	}
 	fmt.Fprintf(w, "inclusion proof + root + record + check, tree size %d: %s each (%d random records)\n", size, (time.Since(t0) / proofs).Round(time.Microsecond), proofs)
+
+	// Consistency proofs from a random older size to the whole tree, as
+	// writ audit witness asks for: proof, both roots, tlog.CheckTree.
+	newRoot, err := audit.TreeHash(ctx, store, size)
+	if err != nil {
+		return err
+	}
+	t0 = time.Now()
+	for range proofs {
+		old := 1 + r.Int64N(size)
+		p, err := audit.ConsistencyProof(ctx, store, old, size)
+		if err != nil {
+			return err
+		}
+		oldRoot, err := audit.TreeHash(ctx, store, old)
+		if err != nil {
+			return err
+		}
+		if err := tlog.CheckTree(p, size, newRoot, old, oldRoot); err != nil {
+			return fmt.Errorf("consistency %d -> %d: %w", old, size, err)
+		}
+	}
+	fmt.Fprintf(w, "consistency proof + old root + check, random old size to %d: %s each (%d proofs)\n", size, (time.Since(t0) / proofs).Round(time.Microsecond), proofs)
 
 	recs, _, err := store.SearchRecords(ctx, audit.Query{Actions: []string{"grant"}}, audit.Page{Limit: 100})
 	if err != nil || len(recs) == 0 {

@@ -78,6 +78,11 @@ type Options struct {
 	// Ledger replaces the durable ledger (audit.Log over the store). Only
 	// writ-bench sets it, for its no-ledger upper bound; production never.
 	Ledger broker.Ledger
+	// NoCheckpoints leaves the ledger checkpointer out: no checkpoints are
+	// signed and no witness is fed (the Merkle tree hashes are still
+	// written by every append). Only writ-bench sets it, as the
+	// "checkpoints off" baseline; production never.
+	NoCheckpoints bool
 	// Hangup delivers SIGHUP. Until configuration reload exists, Run logs
 	// each one and carries on; without it a SIGHUP would kill the process.
 	Hangup <-chan os.Signal
@@ -224,8 +229,10 @@ func (d *Daemon) build(ctx context.Context) (*components, error) {
 	if err := c.reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
-	if err := d.startCheckpointer(ctx, c.store, c.reg); err != nil {
-		return nil, err
+	if !d.opts.NoCheckpoints {
+		if err := d.startCheckpointer(ctx, c.store, c.reg); err != nil {
+			return nil, err
+		}
 	}
 
 	if c.issuers, err = d.buildIssuers(ctx, c.pol, c.store, c.src, c.reg); err != nil {
