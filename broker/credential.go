@@ -79,11 +79,17 @@ func (s *Server) issue(ctx context.Context, req *brokerv1.IssueCredentialRequest
 	if cred.Ref.Expires.After(g.Expires) {
 		// Fail closed on an issuer that outlived the grant (a bug or a Vault
 		// misconfiguration): never hand it out.
+		err := fmt.Errorf("issuer returned a credential expiring %s, after the grant's end %s: %w", cred.Ref.Expires, g.Expires, errIssuer)
+		rec, outcome := cred, "over_grant_revoked"
 		if s.revoke(ctx, issuer, cred.Ref) {
 			m.settle(ctx)
+		} else {
+			// Not revoked: the record must not name the credential, or the
+			// reconciler would take the grant as recorded and clear the
+			// intent; left as it is, it finds the orphan and revokes it (T1).
+			rec, outcome = approval.Credential{}, "over_grant_revoke_failed"
 		}
-		err := fmt.Errorf("issuer returned a credential expiring %s, after the grant's end %s: %w", cred.Ref.Expires, g.Expires, errIssuer)
-		s.record(context.WithoutCancel(ctx), grantEvent(ActionGrantFailed, "over_grant_revoked", principal, g, cred, reasonOf(err)))
+		s.record(context.WithoutCancel(ctx), grantEvent(ActionGrantFailed, outcome, principal, g, rec, reasonOf(err)))
 		return approval.Credential{}, g, "error", err
 	}
 
@@ -93,11 +99,14 @@ func (s *Server) issue(ctx context.Context, req *brokerv1.IssueCredentialRequest
 		// revoked meanwhile (T23): then the credential is revoked at once.
 		rec := approval.GrantRecord{GrantID: g.ID, RequestID: g.RequestID, Ref: cred.Ref, IssuedAt: cred.IssuedAt}
 		if err := s.approvals.RecordGrant(context.WithoutCancel(ctx), rec); err != nil {
+			rec, outcome := cred, "revoked"
 			if s.revoke(ctx, issuer, cred.Ref) {
 				m.settle(ctx)
+			} else {
+				rec, outcome = approval.Credential{}, "revoke_failed" // left to the reconciler, as above
 			}
 			if errors.Is(err, approval.ErrResolved) {
-				s.record(context.WithoutCancel(ctx), grantEvent(ActionRevoke, "revoked", principal, g, cred, "approval ended while the credential was minted"))
+				s.record(context.WithoutCancel(ctx), grantEvent(ActionRevoke, outcome, principal, g, rec, "approval ended while the credential was minted"))
 				return approval.Credential{}, g, "approval_ended", fmt.Errorf("request %s: %w", g.RequestID, err)
 			}
 			return approval.Credential{}, g, "store_error", fmt.Errorf("record grant %s under %s: %w: %w", g.ID, g.RequestID, errLedger, err)

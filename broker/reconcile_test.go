@@ -22,12 +22,16 @@ import (
 type flakyVault struct {
 	*fakeVault
 	searchErr, revokeErr atomic.Pointer[error]
+	overGrant            atomic.Bool   // Issue returns credentials that outlive their grant by an hour
 	hold                 chan struct{} // if set, Issue waits for it after minting
 	minted               chan struct{}
 }
 
 func (v *flakyVault) Issue(ctx context.Context, g approval.Grant) (approval.Credential, error) {
 	c, err := v.fakeVault.Issue(ctx, g)
+	if v.overGrant.Load() {
+		c.Ref.Expires = c.Ref.Expires.Add(time.Hour)
+	}
 	if v.hold != nil {
 		v.minted <- struct{}{}
 		<-v.hold
@@ -185,5 +189,30 @@ func TestReconcile_FailuresRetryUntilBound(t *testing.T) {
 	}
 	if got := e.orphanRecords(t); len(got) != 2 || got[0] != "revoked" || got[1] != "expired" {
 		t.Errorf("orphan records = %v, want [revoked expired]", got)
+	}
+}
+
+// T1, T10: a credential that outlives its grant is refused and revoked at
+// once; when that revocation fails, its record must not name it, so that
+// the intent stays and the reconciler revokes the orphan later.
+func TestReconcile_UnrevokedOverGrantCredentialIsAnOrphan(t *testing.T) {
+	e := newReconcileEnv(t)
+	ctx := context.Background()
+	e.vault.overGrant.Store(true)
+	unavailable := errors.New("vault unavailable")
+	e.vault.revokeErr.Store(&unavailable)
+	if _, err := e.srv.IssueCredential(broker.AsWorkload(ctx, orderAPI), &brokerv1.IssueCredentialRequest{Entitlement: "m-auto"}); err == nil {
+		t.Fatal("IssueCredential with a credential outliving the grant succeeded")
+	}
+	if live := e.vault.liveRefs(); len(live) != 1 {
+		t.Fatalf("live after the failed revocation = %v, want the one minted", live)
+	}
+	e.vault.revokeErr.Store(nil)
+	rep, err := e.srv.ReconcileIntents(ctx)
+	if err != nil || rep.Revoked != 1 {
+		t.Errorf("report %+v, %v; want the orphan revoked", rep, err)
+	}
+	if live := e.vault.liveRefs(); len(live) != 0 {
+		t.Errorf("live after reconciling = %v, want none", live)
 	}
 }

@@ -147,7 +147,13 @@ func (c *oidcClient) Browser(ctx context.Context) (signIn, error) {
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(lis) }()
-	defer srv.Close()
+	// Shutdown, not Close: the browser must receive the page the callback
+	// wrote before the server goes away (Close cut it off mid-response).
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
 
 	authURL := conf.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier), gooidc.Nonce(nonce))
 	if err := c.OpenURL(authURL); err != nil {

@@ -110,7 +110,11 @@ func (d *Daemon) startCheckpointer(ctx context.Context, store *boltstore.Store, 
 	go cp.Run()
 	d.life.addCloser("ledger checkpointer", func() error {
 		store.OnAppend(nil)
-		ctx, cancel := context.WithTimeout(context.Background(), min(d.cfg.ShutdownTimeout, 10*time.Second))
+		timeout := d.cfg.ShutdownTimeout
+		if timeout <= 0 {
+			timeout = DefaultConfig().ShutdownTimeout
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), min(timeout, 10*time.Second))
 		defer cancel()
 		return cp.Close(ctx)
 	})

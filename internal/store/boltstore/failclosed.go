@@ -100,6 +100,11 @@ func (s *Store) Err() error {
 
 // view runs fn in a read transaction unless the store has failed.
 func (s *Store) view(fn func(*bolt.Tx) error) error {
+	// Fail fast before the lock too: a pending Reopen (which takes dbMu for
+	// writing) must not make callers of a failed store wait behind it.
+	if err := s.Err(); err != nil {
+		return err
+	}
 	s.dbMu.RLock()
 	defer s.dbMu.RUnlock()
 	if err := s.Err(); err != nil {
@@ -138,8 +143,17 @@ func (s *Store) batch(fn func(*bolt.Tx) error) error {
 // has failed, makes the transaction wait until the previous commit's
 // outcome is known, and closes the store when the commit itself fails.
 func (s *Store) write(commitOf func(*bolt.DB) func(func(*bolt.Tx) error) error, fn func(*bolt.Tx) error) error {
+	// Refuse a failed store up front, before the lock (a pending Reopen
+	// must not block callers) and before bbolt, whose handle a failed
+	// Reopen has closed ("database not open" would hide ErrFailed).
+	if err := s.Err(); err != nil {
+		return err
+	}
 	s.dbMu.RLock()
 	defer s.dbMu.RUnlock()
+	if err := s.Err(); err != nil {
+		return err
+	}
 	commit := commitOf(s.db)
 	for {
 		fnOK := false // the last run of fn returned nil; bbolt's Batch may run it twice

@@ -118,6 +118,12 @@ func testFailClosed(t *testing.T, device string, cause error) {
 	if !errors.Is(s.Err(), boltstore.ErrFailed) {
 		t.Errorf("Err() after a failed Reopen = %v, want ErrFailed", s.Err())
 	}
+	if _, err := l.Append(t.Context(), grant(before+1)); !errors.Is(err, boltstore.ErrFailed) {
+		t.Errorf("Append after a failed Reopen = %v, want ErrFailed (not the closed handle's error)", err)
+	}
+	if _, _, err := s.Head(t.Context()); !errors.Is(err, boltstore.ErrFailed) {
+		t.Errorf("Head after a failed Reopen = %v, want ErrFailed", err)
+	}
 
 	disk.heal()
 	if err := s.Reopen(); err != nil {
