@@ -13,8 +13,9 @@
 //
 // With -tx-records N it appends instead N records per bbolt transaction
 // through the store's unit of work (Store.Commit, Tx.AppendEntry: the path
-// a broker decision takes), from one appender, which makes tens of millions
-// of records a matter of minutes rather than hours. The ledger is the same
+// a broker decision takes), from one appender, which makes millions
+// of records a matter of minutes rather than hours (≈ 10,000 records/s at
+// -tx-records 200000 on a 2-core VM, where the group-commit path made 1,400). The ledger is the same
 // one a single -workers 1 appender writes for the same -seed.
 //
 // At the end it signs a checkpoint with the data directory's ledger key
