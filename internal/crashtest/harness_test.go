@@ -27,6 +27,7 @@ import (
 	"github.com/writ-dev/writ/internal/oidc"
 	"github.com/writ-dev/writ/internal/spiffe"
 	"github.com/writ-dev/writ/internal/spiffe/devca"
+	"github.com/writ-dev/writ/internal/testenv"
 	adminv1 "github.com/writ-dev/writ/proto/writ/admin/v1"
 	brokerv1 "github.com/writ-dev/writ/proto/writ/broker/v1"
 )
@@ -205,7 +206,7 @@ func (h *harness) start(t *testing.T) *daemon {
 	})
 	select {
 	case rec := <-serving:
-		d.grpc, d.admin = addrOf(t, rec["grpc"]), addrOf(t, rec["admin"])
+		d.grpc, d.admin = testenv.LoggedAddr(t, rec["grpc"]), testenv.LoggedAddr(t, rec["admin"])
 	case <-d.exited:
 		t.Fatalf("writd exited before serving:\n%s", d.logs.String())
 	case <-time.After(90 * time.Second):
@@ -235,22 +236,6 @@ func (d *daemon) stop(t *testing.T) {
 		t.Errorf("writd did not stop within 30s of SIGTERM")
 		d.kill()
 	}
-}
-
-func addrOf(t *testing.T, raw json.RawMessage) string {
-	t.Helper()
-	var s string
-	if json.Unmarshal(raw, &s) == nil && s != "" {
-		return s
-	}
-	var tcp struct {
-		IP   string
-		Port int
-	}
-	if err := json.Unmarshal(raw, &tcp); err != nil || tcp.Port == 0 {
-		t.Fatalf("writd logged address %s: %v", raw, err)
-	}
-	return fmt.Sprintf("%s:%d", tcp.IP, tcp.Port)
 }
 
 // memSource serves one SVID and the CA's bundle.

@@ -255,31 +255,13 @@ func startWritd(t *testing.T, bin, config string) *writd {
 	})
 	select {
 	case rec := <-serving:
-		w.grpcAddr, w.jwtSVIDAddr = addrOf(t, rec["grpc"]), addrOf(t, rec["jwt_svid"])
+		w.grpcAddr, w.jwtSVIDAddr = testenv.LoggedAddr(t, rec["grpc"]), testenv.LoggedAddr(t, rec["jwt_svid"])
 	case <-exited:
 		t.Fatalf("writd exited before serving:\n%s", w.logs.String())
 	case <-time.After(90 * time.Second):
 		t.Fatalf("writd did not start serving in 90s:\n%s", w.logs.String())
 	}
 	return w
-}
-
-// addrOf reads an address logged by slog's JSON handler: a string, or a
-// marshaled *net.TCPAddr.
-func addrOf(t *testing.T, raw json.RawMessage) string {
-	t.Helper()
-	var s string
-	if json.Unmarshal(raw, &s) == nil && s != "" {
-		return s
-	}
-	var tcp struct {
-		IP   string
-		Port int
-	}
-	if err := json.Unmarshal(raw, &tcp); err != nil || tcp.Port == 0 {
-		t.Fatalf("writd logged address %s: %v", raw, err)
-	}
-	return fmt.Sprintf("%s:%d", tcp.IP, tcp.Port)
 }
 
 // result is what the workload helper prints for each command.
